@@ -1,0 +1,87 @@
+"""Run many generation-bound jobs together so that one batched generate call serves all of them.
+
+A *job* is a Python generator: whenever it needs the model it yields a `Request` and receives the list of
+sampled replies; when it returns, its return value is the job's result. An MCTS tree, an evaluation episode
+and a critique walk are all jobs. `run_jobs` keeps up to `in_flight` jobs alive, gathers every pending request,
+and answers them with as few `policy.generate` calls as possible (one per distinct sampling setting).
+
+A *policy* is anything with `generate(conversations, num_samples, temperature, max_new_tokens) -> list[list[str]]`
+(the actor, or a scripted policy in tests).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Request:
+    conversation: list[dict]  # chat messages ({role, content[, loss]})
+    num_samples: int = 1
+    temperature: float = 1.0
+    max_new_tokens: int | None = None  # None: the policy's default
+
+
+class Policy(Protocol):
+    def generate(self, conversations: list[list[dict]], num_samples: int = 1, temperature: float = 1.0,
+                 max_new_tokens: int | None = None) -> list[list[str]]: ...
+
+
+Job = Generator[Request, list[str], Any]
+
+
+def run_jobs(jobs: Iterable[Job], policy: Policy, in_flight: int = 8,
+             on_result: Callable[[Any], None] | None = None, progress: str | None = None,
+             total: int | None = None) -> list[Any]:
+    """Advance `jobs` together; return their results in completion order (also passed to `on_result`)."""
+    queue: Iterator[Job] = iter(jobs)
+    active: list[tuple[Job, Request]] = []
+    results: list[Any] = []
+    bar = tqdm(total=total, desc=progress, disable=progress is None)
+
+    def finish(value):
+        results.append(value)
+        bar.update(1)
+        if on_result is not None:
+            on_result(value)
+
+    def start_more():
+        while len(active) < in_flight:
+            job = next(queue, None)
+            if job is None:
+                return
+            try:
+                active.append((job, next(job)))
+            except StopIteration as stop:
+                finish(stop.value)
+
+    start_more()
+    while active:
+        replies = _answer([req for _, req in active], policy)
+        still_active = []
+        for (job, _), reply in zip(active, replies):
+            try:
+                still_active.append((job, job.send(reply)))
+            except StopIteration as stop:
+                finish(stop.value)
+        active[:] = still_active
+        start_more()
+    bar.close()
+    return results
+
+
+def _answer(requests: list[Request], policy: Policy) -> list[list[str]]:
+    """One generate call per distinct (num_samples, temperature, max_new_tokens); replies in request order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault((r.num_samples, r.temperature, r.max_new_tokens), []).append(i)
+    replies: list[list[str]] = [[] for _ in requests]
+    for (n, temperature, max_new), idx in groups.items():
+        out = policy.generate([requests[i].conversation for i in idx], num_samples=n, temperature=temperature,
+                              max_new_tokens=max_new)
+        for i, r in zip(idx, out):
+            replies[i] = r
+    return replies

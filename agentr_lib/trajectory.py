@@ -1,0 +1,124 @@
+"""The schema every stage shares: steps, episodes and chat messages with loss flags.
+
+A conversation always has the paper's layout (PAPER.md step 4):
+    system "You are a helpful assistant." / user: env instruction / assistant "Ok." / user: first observation /
+    then one (assistant response, user observation) pair per step.
+Messages are plain dicts `{"role", "content", "loss"}`; `loss` says whether training puts loss on that turn.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+ACK = "Ok."
+PREAMBLE_MESSAGES = 4  # system, instruction, "Ok.", first observation
+
+
+@dataclass
+class Step:
+    response: str  # the agent's full reply (thought + action)
+    action: str  # the parsed action that went to the env
+    observation: str
+    reward: float = 0.0
+    done: bool = False
+
+
+@dataclass
+class Episode:
+    env: str
+    task_id: int
+    first_observation: str
+    steps: list[Step] = field(default_factory=list)
+    score: float = 0.0  # final score in [0, 1] (failure = 0)
+    success: bool = False
+
+    @property
+    def actions(self) -> list[str]:
+        return [s.action for s in self.steps]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["turns"] = len(self.steps)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Episode":
+        d = {k: v for k, v in d.items() if k != "turns"}
+        d["steps"] = [Step(**s) for s in d["steps"]]
+        return cls(**d)
+
+
+def message(role: str, content: str, loss: bool = False) -> dict:
+    return {"role": role, "content": content, "loss": loss}
+
+
+def preamble(instruction: str, first_observation: str) -> list[dict]:
+    """The four opening messages; none of them is trained on."""
+    return [
+        message("system", SYSTEM_PROMPT),
+        message("user", instruction),
+        message("assistant", ACK),
+        message("user", first_observation),
+    ]
+
+
+def step_messages(steps: list[Step], loss: bool) -> list[dict]:
+    out = []
+    for s in steps:
+        out.append(message("assistant", s.response, loss))
+        out.append(message("user", s.observation))
+    return out
+
+
+def conversation(instruction: str, first_observation: str, steps: list[Step], loss: bool = False) -> list[dict]:
+    return preamble(instruction, first_observation) + step_messages(steps, loss)
+
+
+def trim_context(messages: list[dict], fits) -> list[dict]:
+    """Drop the oldest (assistant, observation) pair after the first action until `fits(messages)` holds.
+
+    The preamble and the first action/observation pair always stay. The official code deletes fastchat's
+    messages[4:6] (the first observation and the *next* action), which leaves two assistant turns without
+    their observations in between; we drop whole (action, observation) pairs instead so the roles keep
+    alternating (deviation, README). `fits` is a predicate, e.g. a token-count check.
+    """
+    messages = list(messages)
+    keep = PREAMBLE_MESSAGES + 2
+    while not fits(messages) and len(messages) > keep + 1:
+        del messages[keep:keep + 2]
+    return messages
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Write JSON via a temporary file + rename, so a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def parse_action(response: str) -> str:
+    """The action in a reply: the text after the last "Action:", first non-empty line, stripped.
+
+    Lenient like the official code (text after the last "Action:"; "Action 1:" counts too); we keep only its first
+    line so that a model that rambles on after its action still acts. A reply without "Action:" falls back to its
+    last non-empty line (official behaviour), which the env then judges (usually as invalid).
+    """
+    text = response.replace("Action 1:", "Action:")
+    if "Action:" in text:
+        text = text.rsplit("Action:", 1)[1]
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+        return lines[0] if lines else ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
