@@ -85,3 +85,41 @@ def _answer(requests: list[Request], policy: Policy) -> list[list[str]]:
         for i, r in zip(idx, out):
             replies[i] = r
     return replies
+
+
+class EnvPool:
+    """Environments for jobs in flight: a job borrows one env for its lifetime; envs are reused, never shared.
+
+    SciWorld envs are JVMs (seconds to start), so a pool of `in_flight` envs serves any number of jobs:
+        with EnvPool(lambda: make_env("textcraft")) as pool:
+            run_jobs((pool.borrowing(episode_job, task) for task in tasks), policy, in_flight=8)
+    """
+
+    def __init__(self, make_env: Callable[[], Any]):
+        self.make_env = make_env
+        self.free: list[Any] = []
+        self.envs: list[Any] = []
+
+    def borrowing(self, job_fn: Callable[..., Job], *args, **kwargs) -> Job:
+        env = self.free.pop() if self.free else self._new_env()
+        try:
+            return (yield from job_fn(env, *args, **kwargs))
+        finally:
+            self.free.append(env)
+
+    def _new_env(self):
+        env = self.make_env()
+        self.envs.append(env)
+        return env
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+        self.envs.clear()
+        self.free.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

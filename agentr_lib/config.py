@@ -1,0 +1,191 @@
+"""Params files: load, validate, resolve.
+
+A params file (params/*.yaml) is a few overrides on top of the defaults below, which are the paper's settings
+(PAPER.md) wherever the paper gives one. Unknown keys and bad values stop everything before any work, with one
+line naming the key and what is allowed. The resolved config is saved beside every artefact (`DONE.json`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENVS = ("textcraft", "sciworld", "webshop")
+
+
+class ConfigError(ValueError):
+    """A params problem, reported as one readable line."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelCfg(Section):
+    name: str = "smollm2-135m"  # "smollm2-135m" (offline GGUF) | "tiny-random" (tests) | hub id | local dir
+    quantization: Literal["nf4", "none"] = "nf4"  # QLoRA everywhere: bitsandbytes NF4 runs on CPU too
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_context_tokens: int = Field(2048, ge=256)
+    max_new_tokens: int = Field(128, ge=8)
+    generate_batch_size: int = Field(16, ge=1)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+
+
+class TasksCfg(Section):
+    """How many tasks of each split to use per env (null = the whole split)."""
+    train: int | None = Field(None, ge=1)
+    test: int | None = Field(None, ge=1)
+    env_kwargs: dict = {}  # passed to the env constructor, e.g. {max_goal_depth: 2} for TextCraft
+
+
+class AllTasksCfg(Section):
+    textcraft: TasksCfg = TasksCfg()
+    sciworld: TasksCfg = TasksCfg()
+    webshop: TasksCfg = TasksCfg()
+
+
+class WarmstartCfg(Section):
+    """Small models only: SFT on a few scripted demonstrations so the actor can act at all (README, deviations)."""
+    enabled: bool = False
+    demos_per_env: int = Field(40, ge=1)
+    epochs: int = Field(3, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+
+
+class MCTSCfg(Section):
+    simulations: int = Field(8, ge=1)
+    candidates: int = Field(4, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    max_depth: int = Field(20, ge=1)
+    c_uct: float = Field(0.25, ge=0)
+    trees_in_flight: int = Field(8, ge=1)
+
+
+class RevisionCfg(Section):
+    variant: Literal["agent_r", "direct_revision", "optimal", "optimal_good"] = "agent_r"
+    alpha: list[float] = [0.5, 0.7, 1.0]  # per iteration; the last value repeats for later iterations
+    beta: float = Field(0.2, ge=0)
+    include_good: bool = True
+    verifier_temperature: float = Field(1.0, ge=0)
+    critiques_in_flight: int = Field(16, ge=1)
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_range(cls, v):
+        if not v or any(not 0 <= a <= 1 for a in v):
+            raise ValueError("each alpha must lie in [0, 1] and at least one is needed")
+        return v
+
+
+class TrainCfg(Section):
+    epochs: list[int] = [3, 1, 1]  # per iteration (paper: 3 in iteration 1, then 1); last repeats
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(4096, ge=128)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    eta: float = Field(0.2, gt=0, le=1)  # share of agent data when general data is mixed in (Eq. 6)
+    general_data: str | None = None  # local ShareGPT-style JSON/JSONL; none = agent data only
+
+
+class EvaluateCfg(Section):
+    max_rounds: int = Field(100, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    episodes_in_flight: int = Field(16, ge=1)
+    recovery: bool = True  # Table 3: continue vanilla failures from a random cut
+    recovery_max_rounds: int = Field(50, ge=1)
+
+
+class Config(Section):
+    run_name: str = "run"
+    results_dir: str = "results"
+    seed: int = 0
+    iterations: int = Field(3, ge=0)
+    envs: list[Literal["textcraft", "sciworld", "webshop"]] = list(ENVS)
+    model: ModelCfg = ModelCfg()
+    tasks: AllTasksCfg = AllTasksCfg()
+    warmstart: WarmstartCfg = WarmstartCfg()
+    mcts: MCTSCfg = MCTSCfg()
+    revision: RevisionCfg = RevisionCfg()
+    train: TrainCfg = TrainCfg()
+    evaluate: EvaluateCfg = EvaluateCfg()
+
+    # --- derived values -------------------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.results_dir) / self.run_name
+
+    def tasks_for(self, env: str) -> TasksCfg:
+        return getattr(self.tasks, env)
+
+    def alpha_at(self, iteration: int) -> float:
+        return self.revision.alpha[min(iteration, len(self.revision.alpha)) - 1]
+
+    def epochs_at(self, iteration: int) -> int:
+        return self.train.epochs[min(iteration, len(self.train.epochs)) - 1]
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def hash(self, *sections: str) -> str:
+        """A short hash of the named sections (all when none), to tell whether outputs match these params."""
+        d = self.to_dict()
+        part = {k: d[k] for k in sections} if sections else d
+        return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(e['loc'])}")
+        elif e["type"] == "literal_error":
+            lines.append(f"{source}: bad value for '{key}': {e['input']!r}; allowed: {e['ctx']['expected']}")
+        else:
+            lines.append(f"{source}: bad value for '{key}': {e['input']!r} ({e['msg']})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple) -> str:
+    """The keys allowed in the section that holds the unknown key `loc[-1]`."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        model = model.model_fields[str(part)].annotation
+    return ", ".join(model.model_fields)
+
+
+def from_dict(d: dict, source: str = "params") -> Config:
+    try:
+        return Config.model_validate(d or {})
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> Config:
+    """Load a params YAML (plus optional overrides, e.g. from papermill parameters) and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return from_dict(deep_merge(d, overrides or {}), source=str(path))
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

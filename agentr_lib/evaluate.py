@@ -1,0 +1,146 @@
+"""Held-out evaluation: episodes, scores with confidence intervals, error recovery, loop statistics.
+
+Scores follow the paper (PAPER.md step 6): an episode's score is the reward of its last step (a negative reward
+ends it with score 0); WebShop and SciWorld report the average score ×100, TextCraft the success rate %.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+
+from .batching import Request
+from .envs.base import TextEnv
+from .trajectory import Episode, Step, conversation, parse_action
+
+MAX_LOOP_LENGTH = 5  # longest repeated action block counted (the paper's Figure 4 shows lengths 1-5)
+
+
+def episode_job(env: TextEnv, task_id: int, max_rounds: int, temperature: float = 1.0,
+                prefix: list[Step] | None = None) -> Generator[Request, list[str], Episode]:
+    """Play one episode with the policy; `prefix` replays given steps first (error-recovery evaluation).
+
+    At test time "Action: wait" goes to the env like any other action (PAPER.md step 6).
+    """
+    first = env.reset(task_id)
+    episode = Episode(env=env.name, task_id=task_id, first_observation=first)
+    for step in prefix or []:
+        result = env.step(step.action)
+        episode.steps.append(Step(step.response, step.action, result.observation, result.reward, result.done))
+    for _ in range(max_rounds):
+        if episode.steps and episode.steps[-1].done:
+            break
+        (reply,) = yield Request(conversation(env.instruction, first, episode.steps), 1, temperature)
+        action = parse_action(reply)
+        result = env.step(action)
+        failed = result.reward < 0
+        episode.steps.append(Step(reply, action, result.observation, result.reward, result.done or failed))
+    last = episode.steps[-1].reward if episode.steps else 0.0
+    episode.score = max(0.0, float(last))
+    episode.success = episode.score >= 1.0
+    return episode
+
+
+def recovery_prefix(episode: Episode, seed: int) -> list[Step]:
+    """Cut a failed episode at a random step (Table 3): the agent continues from there.
+
+    The cut keeps at least one step and drops at least one, seeded per task so that every evaluated actor
+    continues from the same point.
+    """
+    n = len(episode.steps)
+    if n < 2:
+        return list(episode.steps)
+    rng = random.Random(f"{seed}-{episode.env}-{episode.task_id}")
+    return list(episode.steps[:rng.randint(1, n - 1)])
+
+
+# --- loops ------------------------------------------------------------------------------------------------------
+def find_loops(actions: list[str], max_length: int = MAX_LOOP_LENGTH) -> list[tuple[int, int]]:
+    """Back-to-back repeats of an action block, as (block length L, repetitions k ≥ 2).
+
+    Our exact reading of the paper's Figure 4 ("a sequence length of 2 with an average count of 5 means the agent
+    repeats the same sequence of two actions 5 times"): a loop of length L is a block of L actions that occurs k ≥ 2
+    times *consecutively*; the block must be primitive (not itself a repeat of a shorter block, so "a a a a" is one
+    loop of length 1 with k = 4, not also a loop of length 2); a run is counted once, at its maximal k.
+    """
+    loops = []
+    for length in range(1, max_length + 1):
+        i = 0
+        while i + 2 * length <= len(actions):
+            block = actions[i:i + length]
+            k = 1
+            while actions[i + k * length:i + (k + 1) * length] == block:
+                k += 1
+            if k >= 2 and _is_primitive(block):
+                loops.append((length, k))
+                i += k * length
+            else:
+                i += 1
+    return loops
+
+
+def _is_primitive(block: list[str]) -> bool:
+    n = len(block)
+    return not any(n % d == 0 and block == block[:d] * (n // d) for d in range(1, n))
+
+
+def loop_stats(episodes: list[Episode], max_length: int = MAX_LOOP_LENGTH) -> dict:
+    """Per block length: loops found, their mean repetition count, and the share of episodes that have one."""
+    counts = defaultdict(list)  # length -> repetition counts of every loop of that length
+    episodes_with = defaultdict(int)  # length -> episodes with at least one loop of that length
+    with_any = 0
+    for ep in episodes:
+        loops = find_loops(ep.actions, max_length)
+        with_any += bool(loops)
+        for length in {L for L, _ in loops}:
+            episodes_with[length] += 1
+        for length, k in loops:
+            counts[length].append(k)
+    n = max(len(episodes), 1)
+    by_length = {str(L): {"loops": len(counts[L]),
+                          "mean_count": float(np.mean(counts[L])) if counts[L] else 0.0,
+                          "episodes_share": episodes_with[L] / n}
+                 for L in range(1, max_length + 1)}
+    return {"loop_rate": with_any / n, "loops_by_length": by_length}
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 2000, level: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval of the mean (small test sets: a normal approximation is poor at 0 or 1)."""
+    if not values:
+        return [0.0, 0.0]
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
+def env_metrics(episodes: list[Episode], env: str, seed: int = 0) -> dict:
+    """One env's numbers on the paper's scale: success % for TextCraft, average reward ×100 otherwise."""
+    values = [float(ep.success) if env == "textcraft" else ep.score for ep in episodes]
+    revisions = [sum(a.strip().lower() == "wait" for a in ep.actions) for ep in episodes]
+    return {
+        "score": 100 * float(np.mean(values)) if values else 0.0,
+        "ci": [100 * v for v in bootstrap_ci(values, seed)],
+        "n": len(episodes),
+        "metric": "success rate %" if env == "textcraft" else "average reward x100",
+        "success_rate": 100 * float(np.mean([ep.success for ep in episodes])) if episodes else 0.0,
+        "turns": float(np.mean([len(ep.steps) for ep in episodes])) if episodes else 0.0,
+        "revision_turns": float(np.mean(revisions)) if revisions else 0.0,
+        **loop_stats(episodes),
+    }
+
+
+def summarize(per_env: dict[str, list[Episode]], seed: int = 0) -> dict:
+    envs = {env: env_metrics(eps, env, seed) for env, eps in per_env.items()}
+    scores = [m["score"] for m in envs.values()]
+    return {"envs": envs, "average": float(np.mean(scores)) if scores else 0.0}
+
+
+def load_episodes(folder: str | Path) -> list[Episode]:
+    from .trajectory import read_json
+    return [Episode.from_dict(read_json(p)) for p in sorted(Path(folder).glob("*.json"))]
