@@ -1,0 +1,349 @@
+"""ScienceWorld: elementary-science tasks in a simulated house (the AgentGym task Agent-R evaluated on).
+
+Built on the PyPI `scienceworld` package (1.2.3), a Scala simulator that runs in its own JVM, driven over py4j.
+What we take from AgentGym / Agent-R:
+- task ids index AgentGym's flat `games` list: every task in the package's order except 5-1, 5-2, 9-1, 9-2, 9-3,
+  10-1, 10-2, each with all its variations -> 4,639 games;
+- reset = load the (task, variation) and take a "look around"; the first observation is the task description,
+  a newline, and the room description;
+- reward = the *cumulative* score, which AgentGym's client returns at every step and Agent-R uses as the node
+  reward, rescaled from 0..100 to 0..1; a negative score (focusing on a wrong object) ends the episode with
+  reward -1.0 (MCTS treats it as a failed terminal worth 0);
+- the episode ends when the task is won, failed, or the move count exceeds 100 (the package's default limit,
+  which AgentGym keeps). Moves are the simulator's: "wait" costs 10 and "wait1" 2, free actions cost none;
+- a free-text action is mapped onto the valid actions as Agent-R's `findValidActionNew` does (see `map_action`).
+
+Deviations, each for speed or determinism:
+- The package's `env.step()` recomputes look, inventory and every valid action-object combination after each
+  action (80-110 ms). We call the simulator directly (`server.step` + score/completed/moves, ~1-8 ms) and build
+  the valid-action set only when the mapping needs it. `test_sciworld` checks the two paths agree on a gold path.
+- Reset re-`load`s the task instead of calling the package's `reset()`: load takes ~50 ms, reset 0.4-0.5 s, and
+  both give the same episode (AgentGym's server also resets with `load` alone). So there is no need to keep a
+  loaded task around between resets of the same task.
+- Action mapping: lower-cased and whitespace-collapsed before matching (the simulator's parser is
+  case-insensitive anyway); ties in word overlap go to the shortest, then alphabetically first valid action
+  (the original sorts by length only and then follows set order, which changes with PYTHONHASHSEED); the chosen
+  action is not stripped of punctuation (the original strips [^A-Za-z0-9 ], which can break a valid action); the
+  original's exclusion of the last 3 actions is not copied, because it never fires there (it compares actions with
+  "(action, observation)" strings), so leaving it out keeps Agent-R's actual behaviour.
+- The JVM heap is capped (-Xmx512m, serial GC): by default a JVM takes a quarter of RAM and grows to 2-3 GB.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+import weakref
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from agentr_lib.envs.base import Demonstration, StepResult, TextEnv
+
+# AgentGym leaves out the tasks whose episodes are too long for its step budget (grow plant/fruit, inclined
+# planes, Mendelian genetics).
+EXCLUDED_TASKS = frozenset({"5-1", "5-2", "9-1", "9-2", "9-3", "10-1", "10-2"})
+NUM_GAMES = 4639
+STEP_LIMIT = 100  # moves, as ScienceWorldEnv(envStepLimit=100), AgentGym's setting
+JAVA_OPTIONS = ("-Xmx512m", "-XX:+UseSerialGC")
+NO_MATCH = "No known action matches that input."
+SPLITS_FILE = Path(__file__).parent / "splits" / "agentr_ids.json"
+
+# Actions that never need mapping: they take no object and are always valid. Skipping the mapping for them also
+# skips the valid-action query, the one expensive call. A bare number answers the simulator's "Ambiguous request:
+# enter the number..." prompt (gold paths use it); it overlaps with no valid action, so it passes through anyway.
+FREE_COMMANDS = frozenset({"look around", "inventory", "task", "wait", "wait1"})
+# Rooms, as in Agent-R's mapping: "open door to <room>" is always offered, focusing on a room is never offered.
+ROOMS = ("hallway", "greenhouse", "kitchen", "bathroom", "outside", "workshop", "art studio", "foundry",
+         "bedroom", "living room")
+_FOCUS_WORDS = re.compile(r"\b(?:focus|on|in|to)\b")
+
+
+class JavaNotFoundError(RuntimeError):
+    """ScienceWorld's simulator is a Java program; no Java runtime was found."""
+
+
+def java_executable() -> str | None:
+    """The java that py4j would start: $JAVA_HOME/bin/java when JAVA_HOME is set, else `java` on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        path = os.path.join(java_home, "bin", "java")
+        return path if os.access(path, os.X_OK) else None
+    return shutil.which("java")
+
+
+def require_java() -> str:
+    java = java_executable()
+    if java is None:
+        where = f"JAVA_HOME={os.environ['JAVA_HOME']} has no bin/java" if os.environ.get("JAVA_HOME") \
+            else "java not found on PATH"
+        raise JavaNotFoundError(
+            f"ScienceWorld needs a Java runtime ({where}): run `make setup` or "
+            "`apt-get install openjdk-17-jre-headless`")
+    return java
+
+
+def java_tool_options(user_options: str, ours=JAVA_OPTIONS) -> str:
+    """The user's JAVA_TOOL_OPTIONS plus ours, leaving out any of ours the user already decides (a heap size or a
+    garbage collector: two collectors make the JVM refuse to start)."""
+    user_options = user_options.strip()
+    sets_heap = "-Xmx" in user_options or "MaxHeapSize" in user_options
+    sets_gc = re.search(r"-XX:\+Use\w*GC\b", user_options) is not None
+    added = [o for o in ours if not (o.startswith("-Xmx") and sets_heap) and not ("GC" in o and sets_gc)]
+    return " ".join([user_options, *added]).strip()
+
+
+_START_LOCK = threading.Lock()  # JAVA_TOOL_OPTIONS is process-wide; set it only while one JVM starts
+
+
+def start_simulator(java_options=JAVA_OPTIONS):
+    """A fresh `scienceworld.ScienceWorldEnv` (one JVM, ~1.5 s) with a bounded heap."""
+    require_java()  # before py4j: its own failure is a FileNotFoundError deep in subprocess
+    from scienceworld import ScienceWorldEnv
+
+    with _START_LOCK:
+        before = os.environ.get("JAVA_TOOL_OPTIONS")
+        os.environ["JAVA_TOOL_OPTIONS"] = java_tool_options(before or "", java_options)
+        try:
+            return ScienceWorldEnv("", envStepLimit=STEP_LIMIT)
+        finally:
+            if before is None:
+                del os.environ["JAVA_TOOL_OPTIONS"]
+            else:
+                os.environ["JAVA_TOOL_OPTIONS"] = before
+
+
+def stop_simulator(simulator) -> None:
+    """Shut the gateway down and make sure the JVM is gone (kill it if it lingers)."""
+    process = simulator._gateway.java_process
+    try:
+        simulator.close()
+    except Exception:  # a half-dead gateway must not stop us from ending the process
+        pass
+    try:
+        process.wait(timeout=5)
+    except Exception:
+        process.kill()
+        process.wait(timeout=5)
+    simulator.close = lambda: None  # the package's __del__ closes again; the gateway is gone by then
+
+
+# ---- the task list (AgentGym's games) and the splits ----
+@dataclass(frozen=True)
+class Game:
+    task_key: str  # "4-1"
+    task_name: str  # "find-living-thing"
+    variation: int
+
+
+_CATALOGUE_LOCK = threading.Lock()
+_catalogue: dict = {}  # filled once per process from the first simulator: the games and the package's splits
+
+
+def _games(simulator) -> tuple[Game, ...]:
+    with _CATALOGUE_LOCK:
+        if "games" not in _catalogue:
+            _catalogue["games"] = tuple(
+                Game(key, name, v) for key, name in simulator.tasks.items() if key not in EXCLUDED_TASKS
+                for v in range(simulator.get_max_variations(name)))
+        return _catalogue["games"]
+
+
+def _package_train_variations(simulator) -> dict[str, frozenset[int]]:
+    """The package's own train variations of every task (its train/dev/test split is ~50/25/25 per task). Needs
+    one load per task (~2 s in all), so it is done once per process."""
+    with _CATALOGUE_LOCK:
+        if "train" not in _catalogue:
+            train = {}
+            for key, name in simulator.tasks.items():
+                if key not in EXCLUDED_TASKS:
+                    simulator.load(name, 0)
+                    train[name] = frozenset(simulator.get_variations_train())
+            _catalogue["train"] = train
+        return _catalogue["train"]
+
+
+@lru_cache(maxsize=None)
+def test_ids() -> tuple[int, ...]:
+    """Agent-R's 200 SciWorld test ids (mcts_utils/sciworld/sciworld_test.json)."""
+    return tuple(sorted(json.loads(SPLITS_FILE.read_text())["test"]["sciworld"]))
+
+
+def _valid_actions(simulator) -> set[str]:
+    """Agent-R's candidate set: the simulator's valid action-object combinations, plus "open door to <room>",
+    minus door actions other than opening, minus focusing on the agent, the air, a room, or an object whose words
+    are not in the room description or the inventory (a wrong focus fails the task)."""
+    # the JSON form is one py4j call; the list form costs a round trip per action (2,785 actions: 94 vs 169 ms)
+    combos = json.loads(simulator.server.getValidActionObjectCombinationsJSON())["validActions"]
+    candidates = {combo["action"] for combo in combos}
+    candidates.update(f"open door to {room}" for room in ROOMS)
+    candidates.difference_update(f"focus on {x}" for x in ("agent", "air", *ROOMS))
+    visible = simulator.server.freeActionLook() + " " + simulator.server.freeActionInventory().lower()
+    kept = set()
+    for action in candidates:
+        if "door" in action and "open" not in action:
+            continue
+        if action.startswith("focus on") and not all(w in visible for w in _FOCUS_WORDS.sub("", action).split()):
+            continue
+        kept.add(action)
+    return kept
+
+
+def normalize_action(action: str) -> str:
+    return " ".join(str(action).lower().split()).replace("green house", "greenhouse")
+
+
+def choose_action(action: str, valid: set[str]) -> str:
+    """`action` itself when valid; else the valid action sharing the most words with it (ties: shortest, then
+    alphabetical); else `action` unchanged, for the simulator to reject."""
+    if action in valid:
+        return action
+    words = set(action.split())
+    best, best_overlap = action, 0
+    for candidate in sorted(valid, key=lambda a: (len(a), a)):
+        overlap = len(words & set(candidate.split()))
+        if overlap > best_overlap:
+            best, best_overlap = candidate, overlap
+    return best
+
+
+INSTRUCTION = """You are an agent in ScienceWorld, a text simulation of a house with a kitchen, a workshop, a greenhouse and more. Each turn you get an observation; reply with one action that brings you closer to finishing the task.
+Reply with exactly two lines, a short thought and one action:
+Thought: <your reasoning>
+Action: <one action>
+
+Actions (OBJ is an object you can see, LOC a room):
+open OBJ / close OBJ: open or close a container or door
+activate OBJ / deactivate OBJ: switch a device on or off
+connect OBJ to OBJ / disconnect OBJ: wire electrical parts
+use OBJ on OBJ: use a device or tool on something
+look around: describe the room; look at OBJ; look in OBJ
+read OBJ: read a book or note
+pick up OBJ / put down OBJ: take or drop an item
+move OBJ to OBJ: put an object into a container
+pour OBJ in OBJ / dunk OBJ in OBJ: pour or dunk a liquid
+mix OBJ: mix the contents of a container
+go to LOC: walk to a room next to you (open its door first)
+eat OBJ / flush OBJ
+focus on OBJ: mark the object the task is about (focusing on a wrong object fails the task)
+wait / wait1: let 10 / 1 time steps pass
+task: repeat the task; inventory: list what you carry
+When the game asks which object you mean, answer with its number.
+
+Example:
+Thought: The thermometer is in the kitchen and the door to it is closed, so I open it first.
+Action: open door to kitchen"""
+
+
+class SciWorldEnv(TextEnv):
+    """One ScienceWorld simulator (one JVM). Not thread-safe: give each thread its own env."""
+    name = "sciworld"
+    instruction = INSTRUCTION
+
+    def __init__(self, step_limit: int = STEP_LIMIT, java_options=JAVA_OPTIONS, mapping_cache_size: int = 100_000):
+        self.step_limit = step_limit
+        self._sim = start_simulator(java_options)
+        # shuts the JVM down on close(), on garbage collection, and at interpreter exit, whichever comes first
+        self._finalizer = weakref.finalize(self, stop_simulator, self._sim)
+        self.games = _games(self._sim)
+        self.task_id: int | None = None
+        self.done = False
+        # (state key, normalized action) -> mapped action. The simulator is deterministic, so a state is named by
+        # its task and the actions taken; replaying a node's actions then needs no valid-action query.
+        self._mapping: dict[tuple, str] = {}
+        self._mapping_cache_size = mapping_cache_size
+        self._state_key: tuple | int = ()
+
+    # ---- tasks ----
+    def game(self, task_id: int) -> Game:
+        if not 0 <= task_id < len(self.games):  # AgentGym has no wrap-around: an out-of-range id is a bug
+            raise ValueError(f"sciworld task ids are 0..{len(self.games) - 1}, got {task_id}")
+        return self.games[task_id]
+
+    def task_ids(self, split: str) -> list[int]:
+        """"test": Agent-R's 200 test ids. "train": the ids whose variation is in the package's own train split
+        of its task, minus the test ids (2,246 ids). Agent-R released no SciWorld train list (its MCTS walks a few
+        variations of each task type and does not exclude test ids); AgentGym's 2,120 train ids are not
+        available offline. Ids are in increasing order, i.e. grouped by task."""
+        if split == "test":
+            return list(test_ids())
+        if split == "train":
+            held_out = set(test_ids())
+            train = _package_train_variations(self._sim)
+            self.task_id = None  # the split query loaded other tasks
+            return [i for i, g in enumerate(self.games) if g.variation in train[g.task_name] and i not in held_out]
+        raise ValueError(f"unknown split {split!r}; sciworld has 'train' and 'test'")
+
+    # ---- episode ----
+    def reset(self, task_id: int) -> str:
+        game = self.game(task_id)
+        server = self._sim.server
+        server.load(game.task_name, game.variation, "", False)  # ~50 ms; the package's reset() takes ~0.45 s
+        self.task_id, self.done = task_id, False
+        self._state_key = ("reset", task_id)
+        room = server.step("look around")
+        return server.getTaskDescription() + "\n" + room
+
+    def step(self, action: str) -> StepResult:
+        if self.task_id is None:
+            raise RuntimeError("call reset(task_id) before step()")  # a caller bug, not a bad action
+        action = self.map_action(action)
+        server = self._sim.server
+        observation = server.step(action)
+        score = int(round(100 * server.getScore()))  # the package's rounding: an int in -100..100
+        moves = server.getNumMoves()
+        self._state_key = hash((self._state_key, action))
+        failed = score < 0
+        self.done = self.done or failed or bool(server.getCompleted()) or moves > self.step_limit
+        reward = -1.0 if failed else score / 100
+        return StepResult(observation, reward, self.done, {"action": action, "score": score, "moves": moves})
+
+    def map_action(self, action: str) -> str:
+        """Agent-R's free-text -> valid action mapping, for the current state (see `choose_action`)."""
+        action = normalize_action(action)
+        if action in FREE_COMMANDS or action.isdigit() or not action:
+            return action
+        key = (self._state_key, action)
+        mapped = self._mapping.get(key)
+        if mapped is None:
+            mapped = choose_action(action, _valid_actions(self._sim))
+            if len(self._mapping) >= self._mapping_cache_size:
+                self._mapping.clear()
+            self._mapping[key] = mapped
+        return mapped
+
+    # ---- scripted expert ----
+    def gold_actions(self, task_id: int) -> list[str]:
+        """The simulator's own gold action sequence for the task (a load with gold-path generation, ~1-4 s)."""
+        game = self.game(task_id)
+        self._sim.load(game.task_name, game.variation, "", generateGoldPath=True)
+        self.task_id = None  # the loaded world is not a reset state: force a reset before stepping
+        return list(self._sim.get_gold_action_sequence())
+
+    def demonstrate(self, task_id: int) -> Demonstration:
+        """The simulator's gold path as our `step` executes it, with a short generic thought per action.
+
+        Each gold action goes through the action mapping and the demonstration keeps the *mapped* action (what the
+        env really did; identical for most), so that a warm-start never teaches an action the env would rewrite
+        (e.g. the gold path's "examine X", which is no valid action and maps to "mix X"). Stops when the episode
+        ends. Whether it reaches reward 1 is left to the caller (most do)."""
+        gold_path, actions = self.gold_actions(task_id), []
+        self.reset(task_id)
+        for gold in gold_path:
+            result = self.step(gold)
+            actions.append(result.info["action"])
+            if result.done:
+                break
+        thoughts = [f"The game asks which one I mean; I pick option {a}." if a.isdigit()
+                    else f"Next I should {a}." for a in actions]
+        return Demonstration(task_id, thoughts, actions)
+
+    # ---- resources ----
+    @property
+    def java_pid(self) -> int:
+        return self._sim._gateway.java_process.pid
+
+    def close(self) -> None:
+        self._finalizer()

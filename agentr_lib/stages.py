@@ -1,0 +1,314 @@
+"""The stages of the loop, one function each; every notebook calls exactly one of them.
+
+Layout of a run (DESIGN.md):
+    results/<run>/warmstart/              adapter/ (small models only)
+    results/<run>/iter_0/eval/            baseline episodes + metrics.json
+    results/<run>/iter_k/trees/<env>/     MCTS trees, one JSON per task
+    results/<run>/iter_k/data/            revision + good samples (HF dataset) + metrics.json
+    results/<run>/iter_k/train/adapter/   the actor after iteration k (checkpoints beside it)
+    results/<run>/iter_k/eval/<env>/      held-out episodes + metrics.json
+    results/<run>/report/                 tables and figures
+A stage is done when its DONE.json exists; its params.json pins the params it was made with, so a re-run skips
+done stages and refuses to mix outputs of different params.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .config import Config, ConfigError, load_config
+from .trajectory import Episode, read_json, write_json_atomic
+
+# Knobs that change speed, not results: a resumed run may change them freely.
+THROUGHPUT_KEYS = {"trees_in_flight", "episodes_in_flight", "critiques_in_flight", "generate_batch_size"}
+
+
+# --- bookkeeping --------------------------------------------------------------------------------------------
+def stage_dir(cfg: Config, name: str, iteration: int | None = None) -> Path:
+    base = cfg.run_dir if iteration is None else cfg.run_dir / f"iter_{iteration}"
+    return base / name
+
+
+def params_fingerprint(cfg: Config) -> dict:
+    """The params that shape results (not the run's name, its length, or throughput knobs)."""
+    def strip(d):
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in THROUGHPUT_KEYS}
+    d = strip(cfg.to_dict())
+    for k in ("run_name", "results_dir", "iterations"):
+        d.pop(k)
+    return d
+
+
+def is_done(folder: Path) -> bool:
+    return (folder / "DONE.json").exists()
+
+
+def claim(folder: Path, cfg: Config) -> None:
+    """Pin `folder` to these params, or refuse when it holds outputs made with other params."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pinned = folder / "params.json"
+    mine = params_fingerprint(cfg)
+    if pinned.exists() and read_json(pinned) != mine:
+        changed = sorted(k for k in mine if read_json(pinned).get(k) != mine[k])
+        raise ConfigError(f"{folder} was made with other params (differing sections: {', '.join(changed)}); "
+                          f"set run_name to a new name, or delete {folder} to redo it")
+    write_json_atomic(pinned, mine)
+
+
+@contextmanager
+def stage(cfg: Config, folder: Path, **counts):
+    """Claim the folder, time the work, write DONE.json at the end (only when the body finished)."""
+    claim(folder, cfg)
+    start = time.time()
+    info: dict = dict(counts)
+    yield info
+    info.update(seconds=round(time.time() - start, 1), versions=_versions(), finished=time.strftime("%F %T"))
+    write_json_atomic(folder / "DONE.json", info)
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def load(params_file: str | Path, overrides: dict | None = None) -> Config:
+    """Load params; a relative results_dir is taken from the project root (the folder above params/)."""
+    cfg = load_config(params_file, overrides)
+    if not Path(cfg.results_dir).is_absolute():
+        root = Path(params_file).resolve().parent.parent
+        cfg.results_dir = str(root / cfg.results_dir)
+    return cfg
+
+
+# --- actors -------------------------------------------------------------------------------------------------
+def actor_settings(cfg: Config):
+    from .actor import ActorSettings
+    m = cfg.model
+    return ActorSettings(model=m.name, quantization=m.quantization, compute_dtype=m.compute_dtype, device=m.device,
+                         max_context_tokens=m.max_context_tokens, max_new_tokens=m.max_new_tokens,
+                         generate_batch_size=m.generate_batch_size, lora_r=m.lora_r, lora_alpha=m.lora_alpha,
+                         lora_dropout=m.lora_dropout, seed=cfg.seed)
+
+
+def adapter_of(cfg: Config, iteration: int) -> Path | None:
+    """The actor after `iteration` (0 = the starting actor: warm-started or the base model)."""
+    if iteration == 0 and not cfg.warmstart.enabled:
+        return None
+    path = (stage_dir(cfg, "train", iteration) if iteration > 0 else stage_dir(cfg, "warmstart")) / "adapter"
+    if not path.exists():
+        raise ConfigError(f"the actor of iteration {iteration} is missing ({path}); run the earlier stages first")
+    return path
+
+
+def load_actor_at(cfg: Config, iteration: int, trainable: bool = False):
+    from .actor import load_actor
+    adapter = adapter_of(cfg, iteration)
+    return load_actor(actor_settings(cfg), adapter=str(adapter) if adapter else None, trainable=trainable)
+
+
+def make_env_for(cfg: Config, name: str):
+    from .envs import make_env
+    return make_env(name, **cfg.tasks_for(name).env_kwargs)
+
+
+def tasks_of(cfg: Config, env_name: str, split: str) -> list[int]:
+    from .envs import select_tasks
+    env = make_env_for(cfg, env_name)
+    try:
+        n = getattr(cfg.tasks_for(env_name), split)
+        return select_tasks(env, split, n, seed=cfg.seed)
+    finally:
+        env.close()
+
+
+# --- 00 warm-start ----------------------------------------------------------------------------------------------
+def demo_sample(env, demo) -> dict:
+    """A scripted expert episode as a training conversation (loss on every agent turn)."""
+    from .trajectory import Step, conversation
+    first = env.reset(demo.task_id)
+    steps = []
+    for thought, action in zip(demo.thoughts, demo.actions):
+        result = env.step(action)
+        steps.append(Step(f"Thought: {thought}\nAction: {action}", action, result.observation, result.reward,
+                          result.done))
+    return {"messages": conversation(env.instruction, first, steps, loss=True), "kind": "demo", "env": env.name,
+            "task_id": demo.task_id}
+
+
+def warmstart(cfg: Config) -> dict:
+    """Teach a small model the action format from a few scripted demonstrations (off in the paper's settings)."""
+    folder = stage_dir(cfg, "warmstart")
+    if not cfg.warmstart.enabled or is_done(folder):
+        return read_json(folder / "DONE.json") if is_done(folder) else {"skipped": "warmstart.enabled is false"}
+    from .envs import select_tasks
+    samples = []
+    for name in cfg.envs:
+        env = make_env_for(cfg, name)
+        try:
+            used = set(select_tasks(env, "train", cfg.tasks_for(name).train, seed=cfg.seed))
+            pool = [t for t in env.task_ids("train") if t not in used]  # demos never show an MCTS task
+            chosen = select_tasks(_Subset(env, pool), "train", cfg.warmstart.demos_per_env, seed=cfg.seed + 1)
+            samples += [demo_sample(env, env.demonstrate(t)) for t in chosen]
+        finally:
+            env.close()
+    with stage(cfg, folder, demos=len(samples)) as info:
+        info.update(_train(cfg, samples, folder, iteration=0, epochs=cfg.warmstart.epochs,
+                           learning_rate=cfg.warmstart.learning_rate))
+    return info
+
+
+class _Subset:
+    """An env seen through a restricted train pool (for task selection only)."""
+    def __init__(self, env, pool):
+        self.env, self.pool = env, pool
+
+    def task_ids(self, split):
+        return self.pool
+
+
+# --- 01 collect -----------------------------------------------------------------------------------------------
+def collect(cfg: Config, iteration: int) -> dict:
+    """MCTS with the actor of iteration-1 on every env's training tasks; one tree file per task (resumable)."""
+    from .mcts import MCTSSettings, collect_trees
+    folder = stage_dir(cfg, "trees", iteration)
+    if is_done(folder):
+        return read_json(folder / "DONE.json")
+    claim(folder, cfg)
+    actor = load_actor_at(cfg, iteration - 1)
+    m = cfg.mcts
+    settings = MCTSSettings(simulations=m.simulations, candidates=m.candidates, temperature=m.temperature,
+                            max_depth=m.max_depth, c_uct=m.c_uct, max_new_tokens=cfg.model.max_new_tokens)
+    with stage(cfg, folder) as info:
+        for name in cfg.envs:
+            stats = collect_trees(tasks_of(cfg, name, "train"), lambda n=name: make_env_for(cfg, n), actor, settings,
+                                  folder / name, seed=cfg.seed + 1000 * iteration, in_flight=m.trees_in_flight)
+            info[name] = stats
+    return info
+
+
+# --- 02 revise ------------------------------------------------------------------------------------------------
+def revise(cfg: Config, iteration: int) -> dict:
+    """Pairs, self-critique with the current actor, splices → the iteration's training data (HF dataset)."""
+    from .data import to_dataset
+    from .mcts import Tree
+    from .revision import build_revision_samples
+    folder = stage_dir(cfg, "data", iteration)
+    if is_done(folder):
+        return read_json(folder / "DONE.json")
+    trees_dir = stage_dir(cfg, "trees", iteration)
+    if not is_done(trees_dir):
+        raise ConfigError(f"no finished trees for iteration {iteration}: run 01_collect first")
+    trees = [Tree.from_dict(read_json(p)) for name in cfg.envs for p in sorted((trees_dir / name).glob("*.json"))]
+    actor = load_actor_at(cfg, iteration - 1)
+    r = cfg.revision
+    with stage(cfg, folder) as info:
+        samples, stats = build_revision_samples(
+            trees, actor, variant=r.variant, alpha=cfg.alpha_at(iteration), beta=r.beta, include_good=r.include_good,
+            seed=cfg.seed + iteration, verifier_temperature=r.verifier_temperature, in_flight=r.critiques_in_flight)
+        if samples:
+            to_dataset(samples).save_to_disk(str(folder / "dataset"))
+        write_json_atomic(folder / "metrics.json", {"iteration": iteration, "alpha": cfg.alpha_at(iteration),
+                                                    "variant": r.variant, **stats})
+        info.update(samples=len(samples))
+    return info
+
+
+# --- 03 train -------------------------------------------------------------------------------------------------
+def train(cfg: Config, iteration: int) -> dict:
+    """Masked SFT of the actor of iteration-1 on this iteration's data (+ general data, η)."""
+    from .data import load_general_data, mix_general
+    from datasets import load_from_disk
+    folder = stage_dir(cfg, "train", iteration)
+    if is_done(folder):
+        return read_json(folder / "DONE.json")
+    data_dir = stage_dir(cfg, "data", iteration)
+    if not is_done(data_dir):
+        raise ConfigError(f"no training data for iteration {iteration}: run 02_revise first")
+    samples = list(load_from_disk(str(data_dir / "dataset"))) if (data_dir / "dataset").exists() else []
+    with stage(cfg, folder, agent_samples=len(samples)) as info:
+        if cfg.train.general_data:
+            samples = mix_general(samples, load_general_data(cfg.train.general_data), cfg.train.eta, cfg.seed)
+        info.update(_train(cfg, samples, folder, iteration, epochs=cfg.epochs_at(iteration),
+                           learning_rate=cfg.train.learning_rate))
+    return info
+
+
+def _train(cfg: Config, samples: list[dict], folder: Path, iteration: int, epochs: int, learning_rate: float) -> dict:
+    """Continue the actor of iteration-1 (or the base model for warm-start) and publish its adapter."""
+    from .train import TrainSettings, train_sft
+    previous = iteration - 1 if iteration > 0 else None
+    actor = (load_actor_at(cfg, previous, trainable=True) if previous is not None
+             else _load_base_trainable(cfg))
+    if not samples:  # nothing to learn from: the actor stays as it was (reported, not hidden)
+        actor.save_adapter(folder / "adapter")
+        return {"samples": 0, "note": "no training samples; adapter copied unchanged"}
+    t = cfg.train
+    settings = TrainSettings(epochs=epochs, learning_rate=learning_rate, batch_size=t.batch_size,
+                             grad_accum=t.grad_accum, max_length=t.max_length, warmup_ratio=t.warmup_ratio,
+                             lr_scheduler=t.lr_scheduler, seed=cfg.seed)
+    metrics = train_sft(actor.model, actor.tokenizer, samples, settings, folder)
+    return {"samples": len(samples), **{k: v for k, v in metrics.items() if not isinstance(v, list)}}
+
+
+def _load_base_trainable(cfg: Config):
+    from .actor import load_actor
+    return load_actor(actor_settings(cfg), adapter=None, trainable=True)
+
+
+# --- 04 evaluate ----------------------------------------------------------------------------------------------
+def evaluate(cfg: Config, iteration: int) -> dict:
+    """Held-out episodes with the actor of `iteration` (0 = baseline), then error recovery on baseline failures."""
+    from .batching import EnvPool, run_jobs
+    from .evaluate import episode_job, load_episodes, summarize
+    folder = stage_dir(cfg, "eval", iteration)
+    if is_done(folder):
+        return read_json(folder / "metrics.json")
+    claim(folder, cfg)
+    actor = load_actor_at(cfg, iteration)
+    e = cfg.evaluate
+    with stage(cfg, folder) as info:
+        per_env, recovery = {}, {}
+        for name in cfg.envs:
+            out = folder / name
+            todo = [t for t in tasks_of(cfg, name, "test") if not (out / f"{t}.json").exists()]
+            with EnvPool(lambda n=name: make_env_for(cfg, n)) as pool:
+                run_jobs((pool.borrowing(episode_job, t, e.max_rounds, e.temperature) for t in todo), actor,
+                         in_flight=e.episodes_in_flight, total=len(todo), progress=f"evaluate {name}",
+                         on_result=lambda ep, o=out: write_json_atomic(o / f"{ep.task_id}.json", ep.to_dict()))
+                per_env[name] = load_episodes(out)
+                if e.recovery:
+                    recovery[name] = _recovery(cfg, iteration, name, pool, actor)
+        metrics = {"iteration": iteration, **summarize(per_env, cfg.seed)}
+        if e.recovery:
+            metrics["recovery"] = summarize(recovery, cfg.seed)
+        write_json_atomic(folder / "metrics.json", metrics)
+        info.update(episodes=sum(len(v) for v in per_env.values()))
+    return metrics
+
+
+def _recovery(cfg: Config, iteration: int, name: str, pool, actor) -> list[Episode]:
+    """Table 3: continue the baseline's failed test episodes from a random cut, max recovery_max_rounds rounds."""
+    from .batching import run_jobs
+    from .evaluate import episode_job, load_episodes, recovery_prefix
+    e = cfg.evaluate
+    failures = [ep for ep in load_episodes(stage_dir(cfg, "eval", 0) / name) if ep.score <= 0]
+    out = stage_dir(cfg, "eval", iteration) / "recovery" / name
+    todo = [ep for ep in failures if not (out / f"{ep.task_id}.json").exists()]
+    run_jobs((pool.borrowing(episode_job, ep.task_id, e.recovery_max_rounds, e.temperature,
+                             prefix=recovery_prefix(ep, cfg.seed)) for ep in todo), actor,
+             in_flight=e.episodes_in_flight, total=len(todo), progress=f"recovery {name}",
+             on_result=lambda ep: write_json_atomic(out / f"{ep.task_id}.json", ep.to_dict()))
+    return load_episodes(out)
+
+
+# --- 05 report ------------------------------------------------------------------------------------------------
+def report(cfg: Config) -> dict:
+    from .report import render_report
+    return render_report(cfg)
+
+
+STAGES = {"00_warmstart": warmstart, "00_baseline": lambda cfg: evaluate(cfg, 0), "01_collect": collect,
+          "02_revise": revise, "03_train": train, "04_evaluate": evaluate, "05_report": report}
