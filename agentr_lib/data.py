@@ -1,0 +1,267 @@
+"""Training data: samples with per-message loss flags → HF datasets → token ids and labels; general-data mixing.
+
+A *sample* is a plain dict
+    {"messages": [{"role", "content", "loss"}, ...], "kind": "good" | "revision" | "direct_revision" | "optimal"
+     | "general" | "demo", "env": str | None, "task_id": ..., **provenance (leaf ids, t_prime, revision_length, ...)}
+with the message layout of `trajectory.py`. On disk it is an HF dataset (`save_to_disk`), one row per sample.
+The loss mask is decided in exactly one place: `tokenize_conversation`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+from datasets import Dataset, load_from_disk
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # the label value that torch's cross-entropy (and every HF causal LM) skips
+KINDS = ("good", "revision", "direct_revision", "optimal", "general", "demo")
+TOKEN_COLUMNS = ("input_ids", "attention_mask", "labels")
+
+
+# --------------------------------------------------------------------------------------------------- datasets
+def to_dataset(samples: list[dict]) -> Dataset:
+    """Samples → `datasets.Dataset`. Keys missing from some samples (provenance differs by kind) become None.
+
+    (`Dataset.from_list` would take the columns of the first row only and silently drop the others.)
+    """
+    if not samples:
+        raise ValueError("to_dataset: no samples")
+    for s in samples:
+        _check_sample(s)
+    columns = list(dict.fromkeys(k for s in samples for k in s))
+    rows = [{k: s.get(k) for k in columns} for s in samples]
+    return Dataset.from_list(rows)
+
+
+def save_data(data: list[dict] | Dataset, path: str | Path) -> Dataset:
+    """Write samples (or a dataset) with `save_to_disk`, atomically: a temporary folder renamed into place."""
+    ds = data if isinstance(data, Dataset) else to_dataset(data)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
+    ds.save_to_disk(str(tmp))
+    replace_dir(tmp, path)
+    return ds
+
+
+def load_data(path: str | Path) -> Dataset:
+    return load_from_disk(str(path))
+
+
+def replace_dir(tmp: Path, path: Path) -> None:
+    """Move folder `tmp` to `path`, replacing what was there; the old copy is removed only after the rename."""
+    old = None
+    if path.exists():
+        old = path.with_name(f".old-{path.name}-{os.getpid()}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_sample(s: dict) -> None:
+    if s.get("kind") not in KINDS:
+        raise ValueError(f"sample kind {s.get('kind')!r} is not one of {KINDS}")
+    for m in s["messages"]:
+        if set(m) != {"role", "content", "loss"}:
+            raise ValueError(f"a message needs exactly the keys role, content, loss; got {sorted(m)}")
+
+
+# --------------------------------------------------------------------------------------------------- loss mask
+def tokenize_conversation(messages: list[dict], tokenizer, max_length: int) -> dict | None:
+    """Token ids and labels of one conversation; the one place where the loss mask is decided.
+
+    The text is the tokenizer's own chat template applied to the whole conversation, tokenised once, so training
+    sees exactly the tokens that generation will see. A token gets a label (its own id; the model shifts) iff it
+    starts inside a *trained span*; every other token gets -100 (IGNORE_INDEX). A trained span is, for each
+    assistant message with `loss` True:
+        from the end of the assistant header (what `add_generation_prompt=True` appends, e.g.
+        "<|im_start|>assistant\\n" or "<|start_header_id|>assistant<|end_header_id|>\\n\\n")
+        to the end of the message's end-of-turn token ("<|im_end|>", "<|eot_id|>"), without the whitespace that
+        the template writes after it.
+    So the assistant header gets no loss (at generation time the prompt supplies it), the end-of-turn token does
+    (the model must learn to stop), and the separator after it ("\\n" in ChatML) does not (the template writes
+    it, not the model). System, user (instruction, observations, "ok."), the fixed "Ok." and every assistant turn
+    with `loss` False (the bad prefix of a revision sample) are context only.
+
+    Spans are found on the rendered text: the template applied to messages[:i] (with the generation prompt) and
+    to messages[:i+1] must both be prefixes of the full rendering, which holds for chat templates that render
+    each message independently of the later ones (ChatML, Llama-3, Mistral, Gemma); otherwise a ValueError.
+
+    Truncation keeps the first `max_length` tokens (the right end is cut). Returns None when no labelled token
+    is left (nothing to learn from); callers drop and count such samples.
+    """
+    text, spans = trained_char_spans(messages, tokenizer)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    in_span = bytearray(len(text) + 1)
+    for a, b in spans:
+        in_span[a:b] = b"\x01" * (b - a)
+    labels = [tok if in_span[start] else IGNORE_INDEX for tok, (start, _) in zip(ids, offsets)]
+    ids, labels = ids[:max_length], labels[:max_length]
+    if all(lab == IGNORE_INDEX for lab in labels):
+        return None
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def trained_char_spans(messages: list[dict], tokenizer) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the [start, end) character spans that carry loss (see tokenize_conversation)."""
+    text = render(messages, tokenizer)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant" or not m["loss"]:
+            continue
+        before = render(messages[:i], tokenizer, add_generation_prompt=True)
+        through = render(messages[: i + 1], tokenizer)
+        if not (through.startswith(before) and text.startswith(through)):
+            raise ValueError(
+                "the chat template does not render message by message (a prefix of the conversation does not "
+                f"render to a prefix of the whole, at message {i}); the loss mask cannot be located"
+            )
+        spans.append((len(before), len(through.rstrip())))
+    return text, spans
+
+
+def render(messages: list[dict], tokenizer, add_generation_prompt: bool = False) -> str:
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]  # templates never see `loss`
+    return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def labelled_spans(input_ids: list[int], labels: list[int], tokenizer) -> list[str]:
+    """Decoded runs of consecutive labelled tokens: what the model is trained to write (for tests and eyeballing)."""
+    runs, current = [], []
+    for tok, lab in zip(input_ids, labels):
+        if lab != IGNORE_INDEX:
+            current.append(tok)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    return [tokenizer.decode(r, skip_special_tokens=False) for r in runs]
+
+
+def tokenize_dataset(data: list[dict] | Dataset, tokenizer, max_length: int) -> tuple[Dataset, dict]:
+    """Tokenise every sample; drop those left without loss tokens. Returns the dataset and a small report.
+
+    Columns: input_ids, attention_mask, labels, length (for length-grouped batching), loss_tokens, kind.
+    """
+    rows = data if isinstance(data, list) else data.to_list()
+    out = {c: [] for c in (*TOKEN_COLUMNS, "length", "loss_tokens", "kind")}
+    truncated = dropped = 0
+    for s in rows:
+        enc = tokenize_conversation(s["messages"], tokenizer, max_length)
+        if enc is None:
+            dropped += 1
+            continue
+        truncated += len(enc["input_ids"]) == max_length
+        for c in TOKEN_COLUMNS:
+            out[c].append(enc[c])
+        out["length"].append(len(enc["input_ids"]))
+        out["loss_tokens"].append(sum(lab != IGNORE_INDEX for lab in enc["labels"]))
+        out["kind"].append(s.get("kind"))
+    if dropped:
+        log.warning("tokenize_dataset: dropped %d of %d samples with no loss token within max_length=%d",
+                    dropped, len(rows), max_length)
+    if not out["input_ids"]:
+        raise ValueError(f"no sample has a loss token within max_length={max_length}")
+    report = {
+        "samples": len(rows), "kept": len(out["input_ids"]), "dropped_no_loss": dropped,
+        "at_max_length": int(truncated), "tokens": sum(out["length"]), "loss_tokens": sum(out["loss_tokens"]),
+        "by_kind": {k: out["kind"].count(k) for k in sorted(set(filter(None, out["kind"])))},
+    }
+    return Dataset.from_dict(out), report
+
+
+# --------------------------------------------------------------------------------------------------- general data
+_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+          "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system"}
+
+
+def load_general_data(path: str | Path, limit: int | None = None) -> list[dict]:
+    """A local chat data file → samples of kind "general" with loss on every assistant turn.
+
+    Reads JSON (a list) or JSONL; each record is ShareGPT-style `{"conversations": [{"from": "human"|"gpt"|
+    "system", "value"}]}` or messages-style `{"messages": [{"role", "content"}]}`. Nothing is downloaded: the
+    paper's set (ShareGPT_Vicuna_unfiltered) is a file the user points the params at. Conversations are cleaned
+    like FastChat's preprocessing: leading non-user turns are dropped; a conversation whose roles do not alternate
+    user/assistant, with an unknown role, or an empty assistant turn is skipped (counted in a log line).
+    """
+    records = _read_json_records(Path(path))
+    samples, skipped = [], 0
+    for n, rec in enumerate(records):
+        messages = _conversation_messages(rec)
+        if messages is None:
+            skipped += 1
+            continue
+        samples.append({"messages": messages, "kind": "general", "env": None, "task_id": None,
+                        "source": Path(path).name, "source_id": str(rec.get("id", n))})
+        if limit is not None and len(samples) >= limit:
+            break
+    if skipped:
+        log.info("load_general_data: skipped %d malformed conversations of %s", skipped, path)
+    return samples
+
+
+def _read_json_records(path: Path) -> list[dict]:
+    text = path.read_text()
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _conversation_messages(rec: dict) -> list[dict] | None:
+    if "conversations" in rec:
+        turns = [(_ROLES.get(str(t.get("from")).lower()), t.get("value")) for t in rec["conversations"]]
+    else:
+        turns = [(_ROLES.get(str(t.get("role")).lower()), t.get("content")) for t in rec.get("messages", [])]
+    if any(role is None or not isinstance(content, str) for role, content in turns):
+        return None
+    system = [turns[0]] if turns and turns[0][0] == "system" else []
+    rest = turns[len(system):]
+    while rest and rest[0][0] != "user":
+        rest = rest[1:]
+    if not rest or any(role != ("user", "assistant")[i % 2] for i, (role, _) in enumerate(rest)):
+        return None
+    if not any(role == "assistant" for role, _ in rest):
+        return None
+    if any(role == "assistant" and not content.strip() for role, content in rest):
+        return None
+    return [{"role": r, "content": c, "loss": r == "assistant"} for r, c in system + rest]
+
+
+def mix_general(agent_samples: list[dict], general_samples: list[dict], eta: float, seed: int = 0) -> list[dict]:
+    """Mix agent data with general chat data, η = the agent share of the mixture by sample count (PAPER Eq. 6).
+
+    Eq. 6 weighs the two losses η·L_agent + (1−η)·L_general with η = 0.2. Like AgentTuning (whose convention the
+    paper adopts), we realise the weights by sampling rather than by scaling losses: with N agent samples we add
+    round((1−η)/η·N) general samples, so agent data is a share η of the samples (4 general per agent sample at
+    η = 0.2). The trainer averages loss over tokens, so the loss weights follow the token shares, which equal η
+    only when both kinds have the same number of loss tokens per sample (noted as a deviation).
+    General samples are drawn without replacement while there are enough; otherwise every one is used and the
+    rest drawn with replacement (a warning says so). η = 1 or no general data → the agent samples unchanged.
+    The result is shuffled with `seed`.
+    """
+    if not 0 < eta <= 1:
+        raise ValueError(f"eta (agent share of the mixture) must be in (0, 1], got {eta}")
+    if eta == 1 or not general_samples or not agent_samples:
+        return list(agent_samples)
+    rng = random.Random(seed)
+    wanted = round((1 - eta) / eta * len(agent_samples))
+    if wanted <= len(general_samples):
+        general = rng.sample(general_samples, wanted)
+    else:
+        log.warning("mix_general: %d general samples wanted for eta=%s but only %d available; using all of them "
+                    "and drawing %d more with replacement", wanted, eta, len(general_samples),
+                    wanted - len(general_samples))
+        general = list(general_samples) + rng.choices(general_samples, k=wanted - len(general_samples))
+    mixed = list(agent_samples) + general
+    rng.shuffle(mixed)
+    return mixed
