@@ -1,0 +1,46 @@
+import pytest
+
+from agentr_lib.config import ConfigError, from_dict, load_config
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"mcts": {"simulatons": 3}}, "unknown key 'mcts.simulatons'; allowed here: simulations"),
+    ({"tasks": {"textcraft": {"trian": 3}}}, "unknown key 'tasks.textcraft.trian'; allowed here: train, test"),
+    ({"tasks": {"minecraft": {}}}, "unknown key 'tasks.minecraft'; allowed here: textcraft, sciworld, webshop"),
+    ({"model": {"quantization": "int8"}}, "bad value for 'model.quantization': 'int8'; allowed: 'nf4' or 'none'"),
+    ({"envs": ["alfworld"]}, "bad value for 'envs.0': 'alfworld'; allowed:"),
+    ({"revision": {"alpha": [1.5]}}, "bad value for 'revision.alpha'"),
+    ({"iterations": -1}, "bad value for 'iterations'"),
+])
+def test_bad_params_give_one_line_naming_the_key(params, expected):
+    with pytest.raises(ConfigError) as err:
+        from_dict(params, "p.yaml")
+    assert expected in str(err.value)
+    assert "Traceback" not in str(err.value)
+
+
+def test_defaults_are_the_papers():
+    cfg = from_dict({})
+    assert (cfg.mcts.simulations, cfg.mcts.candidates, cfg.mcts.max_depth, cfg.mcts.c_uct) == (8, 4, 20, 0.25)
+    assert cfg.revision.beta == 0.2 and [cfg.alpha_at(k) for k in (1, 2, 3, 4)] == [0.5, 0.7, 1.0, 1.0]
+    assert [cfg.epochs_at(k) for k in (1, 2, 3)] == [3, 1, 1] and cfg.train.eta == 0.2
+    assert cfg.evaluate.max_rounds == 100 and cfg.evaluate.recovery_max_rounds == 50
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper", "colab"])
+def test_shipped_params_files_load(name):
+    cfg = load_config(f"params/{name}.yaml")
+    assert cfg.run_name == name
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_hash_changes_with_results_relevant_settings():
+    assert from_dict({}).hash() != from_dict({"mcts": {"simulations": 4}}).hash()
