@@ -1,0 +1,3 @@
+"""agentr-kit: Agent-R (arXiv 2501.11425) end to end — MCTS collection, self-critique revision, masked SFT,
+evaluation — as a thin library behind one notebook per stage."""
+__version__ = "0.1.0"
