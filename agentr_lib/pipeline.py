@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError
-from .stages import is_done, load, stage_dir
+from .stages import check_params, is_done, load, stage_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -47,8 +47,12 @@ def run_notebook(name: str, params_file: Path, iteration: int | None, out_dir: P
 def run(params_file: str | Path, only: str | None = None, kernel: str = KERNEL) -> dict[str, float]:
     params_file = Path(params_file).resolve()
     cfg = load(params_file)
+    steps = plan(cfg)
+    for _, _, done_dir in steps:  # before any work: never mix outputs of different params
+        if done_dir is not None:
+            check_params(done_dir, cfg)
     timings: dict[str, float] = {}
-    for name, iteration, done_dir in plan(cfg):
+    for name, iteration, done_dir in steps:
         if only and name != only:
             continue
         label = name if iteration is None else f"{name} (iteration {iteration})"

@@ -45,16 +45,23 @@ def is_done(folder: Path) -> bool:
     return (folder / "DONE.json").exists()
 
 
-def claim(folder: Path, cfg: Config) -> None:
-    """Pin `folder` to these params, or refuse when it holds outputs made with other params."""
-    folder.mkdir(parents=True, exist_ok=True)
+def check_params(folder: Path, cfg: Config) -> None:
+    """Refuse, with one clear message, when `folder` holds outputs made with other params."""
     pinned = folder / "params.json"
-    mine = params_fingerprint(cfg)
-    if pinned.exists() and read_json(pinned) != mine:
-        changed = sorted(k for k in mine if read_json(pinned).get(k) != mine[k])
+    if not pinned.exists():
+        return
+    theirs, mine = read_json(pinned), params_fingerprint(cfg)
+    if theirs != mine:
+        changed = sorted(k for k in mine if theirs.get(k) != mine[k])
         raise ConfigError(f"{folder} was made with other params (differing sections: {', '.join(changed)}); "
                           f"set run_name to a new name, or delete {folder} to redo it")
-    write_json_atomic(pinned, mine)
+
+
+def claim(folder: Path, cfg: Config) -> None:
+    """Pin `folder` to these params (after checking it holds nothing made with other params)."""
+    check_params(folder, cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "params.json", params_fingerprint(cfg))
 
 
 @contextmanager
