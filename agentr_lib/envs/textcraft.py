@@ -247,7 +247,7 @@ class TextCraftEnv(TextEnv):
     # ---- scripted expert ----
     def demonstrate(self, task_id: int, max_steps: int = 100) -> Demonstration:
         """A recipe-tree solver: recursively get basic items and craft intermediates, then the goal. It solves all
-        544 goals (3-48 actions). Thoughts come without the "Thought: " prefix; a reply is
+        544 goals (2-48 actions, mean 6.2). Thoughts come without the "Thought: " prefix; a reply is
         f"Thought: {thought}\nAction: {action}". Raises ValueError if the plan is longer than `max_steps`."""
         plan = _Planner(self._tree)
         goal, _ = self._goal_entry(task_id)
