@@ -86,7 +86,8 @@ class Tree:
         return ids[::-1]
 
     def steps(self, node_ids: list[int]) -> list[Step]:
-        return [Step(n.response, n.action, n.observation, n.reward, n.done) for n in map(self.nodes.__getitem__, node_ids)]
+        nodes = [self.nodes[i] for i in node_ids]
+        return [Step(n.response, n.action, n.observation, n.reward, n.done) for n in nodes]
 
     def actions(self, node_id: int) -> list[str]:
         return [self.nodes[i].action for i in self.path(node_id)]
@@ -161,7 +162,8 @@ def backpropagate(tree: Tree, leaf: Node) -> None:
 class _EnvCursor:
     """Puts the env into a node's state before a candidate step: by copy when the env offers snapshots, else by
     reset + replay. It remembers which node's state the env is in, so descending into the child that was stepped
-    last costs nothing. Snapshots are kept only for open nodes not yet expanded (each node expands once)."""
+    last costs nothing. Snapshots are kept only for open nodes not yet expanded (each node expands once).
+    Contract on the env: `restore(state)` must copy, not alias, `state`: one snapshot is restored once per candidate."""
 
     def __init__(self, env: TextEnv, task_id: int, tree: Tree, first_snapshot):
         self.env, self.task_id, self.tree = env, task_id, tree

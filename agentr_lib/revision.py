@@ -79,6 +79,8 @@ class Path:
     def leaf(self) -> int:
         return self.nodes[-1]
 
+    leaf_id = leaf  # alias (report.py reads `.leaf_id`)
+
 
 @dataclass
 class Critique:
@@ -277,12 +279,13 @@ def build_revision_samples(trees: list[Tree | dict], policy: Policy | None, vari
             pairs += [(i, tree, g, b) for g, b in tree_pairs]
         path_samples[i] = _path_samples(tree, paths, variant, alpha, include_good)
 
-    critiques = _critiques([p[1:] for p in pairs], policy, variant, seed, verifier_temperature, in_flight, progress, fits,
-                           max_new_tokens)
+    critiques = _critiques([p[1:] for p in pairs], policy, variant, seed, verifier_temperature, in_flight, progress,
+                           fits, max_new_tokens)
     revision_samples: dict[int, list[dict]] = {}
     kind = "revision" if variant == "agent_r" else "direct_revision"
     for (i, tree, good, bad), critique in zip(pairs, critiques):
-        sample = _sample(tree, splice(tree, good, bad, critique.t_prime, critique.thought), kind, good, bad, critique)
+        messages = splice(tree, good, bad, critique.t_prime, critique.thought)
+        sample = _sample(tree, messages, kind, good, bad, critique)
         revision_samples.setdefault(i, []).append(sample)
         s = stats[tree.env]
         for verdict in critique.verdicts:

@@ -217,8 +217,11 @@ def revise(cfg: Config, iteration: int) -> dict:
             seed=cfg.seed + iteration, verifier_temperature=r.verifier_temperature, in_flight=r.critiques_in_flight)
         if samples:
             to_dataset(samples).save_to_disk(str(folder / "dataset"))
+        for s in stats.values():  # the paper's Table 1 columns
+            s["revision_samples"] = s["revision"] + s["direct_revision"]
+            s["good_samples"] = s["good"] + s["optimal"]
         write_json_atomic(folder / "metrics.json", {"iteration": iteration, "alpha": cfg.alpha_at(iteration),
-                                                    "variant": r.variant, **stats})
+                                                    "variant": r.variant, "envs": stats})
         info.update(samples=len(samples))
     return info
 

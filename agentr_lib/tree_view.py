@@ -25,10 +25,11 @@ def _layout(tree: Tree) -> dict[int, tuple[float, float]]:
     return xy
 
 
-def draw_tree(tree: Tree, ax=None, highlight: tuple[int | None, int | None] = (None, None), labels: bool = True):
+def draw_tree(tree: Tree, ax=None, highlight: tuple[int | None, int | None] | None = None, labels: bool = True):
     """Plot `tree` on `ax` (a new figure if None); `highlight` = (good leaf id, bad leaf id). Returns the figure."""
     import matplotlib.pyplot as plt  # lazily: importing this module must not pick a backend
 
+    highlight = highlight or (None, None)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(tree.leaves()) + 2), 1.0 + 0.6 * _depth(tree)))
     xy, cmap = _layout(tree), colormaps["RdYlGn"]
