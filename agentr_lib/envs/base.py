@@ -55,6 +55,7 @@ class TextEnv(ABC):
         return None
 
     def restore(self, state: Any) -> None:
+        """Return to `state`. Must copy it, never alias it: MCTS restores one snapshot once per candidate."""
         raise NotImplementedError(f"{self.name} has no state copy; use replay()")
 
     def replay(self, task_id: int, actions: list[str]) -> str:

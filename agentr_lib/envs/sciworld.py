@@ -289,7 +289,10 @@ class SciWorldEnv(TextEnv):
     def step(self, action: str) -> StepResult:
         if self.task_id is None:
             raise RuntimeError("call reset(task_id) before step()")  # a caller bug, not a bad action
-        action = self.map_action(action)
+        return self._execute(self.map_action(action))
+
+    def _execute(self, action: str) -> StepResult:
+        """Run an already-mapped action on the simulator: the fast path (no look/inventory/valid-action query)."""
         server = self._sim.server
         observation = server.step(action)
         score = int(round(100 * server.getScore()))  # the package's rounding: an int in -100..100
@@ -323,22 +326,56 @@ class SciWorldEnv(TextEnv):
         return list(self._sim.get_gold_action_sequence())
 
     def demonstrate(self, task_id: int) -> Demonstration:
-        """The simulator's gold path as our `step` executes it, with a short generic thought per action.
+        """The simulator's gold path, written the way our `step` executes it, with a short generic thought each.
 
-        Each gold action goes through the action mapping and the demonstration keeps the *mapped* action (what the
-        env really did; identical for most), so that a warm-start never teaches an action the env would rewrite
-        (e.g. the gold path's "examine X", which is no valid action and maps to "mix X"). Stops when the episode
-        ends. Whether it reaches reward 1 is left to the caller (most do)."""
+        Gold actions often name objects unlike the valid-action list ("focus on wood in inventory" where the list
+        has "focus on substance in inventory"), and word-overlap mapping may then pick a wrong object (here "focus on
+        inventory": the task fails). So each gold action that is not a valid action is replaced by the valid action
+        with the same effect (`_equivalent_valid`); the demonstration holds what `step` really ran, and replaying
+        it gives the same episode. Stops when the episode ends. Most gold paths reach reward 1; the caller checks."""
         gold_path, actions = self.gold_actions(task_id), []
         self.reset(task_id)
         for gold in gold_path:
-            result = self.step(gold)
-            actions.append(result.info["action"])
+            action = self._equivalent_valid(task_id, actions, gold)
+            result = self._execute(action)
+            actions.append(action)
             if result.done:
                 break
         thoughts = [f"The game asks which one I mean; I pick option {a}." if a.isdigit()
                     else f"Next I should {a}." for a in actions]
         return Demonstration(task_id, thoughts, actions)
+
+    def _equivalent_valid(self, task_id: int, done_actions: list[str], gold: str, tries: int = 6) -> str:
+        """A valid action that does what `gold` does in the current state (same observation and score), found by
+        trying the valid actions of the same verb, most shared words first; restores the state after each try.
+        Falls back to the mapping of `gold` (what `step` would do with it)."""
+        action = re.sub(r"^examine ", "look at ", normalize_action(gold))  # the parser's alias; no template
+        if action in FREE_COMMANDS or action.isdigit():
+            return action
+        valid = _valid_actions(self._sim)
+        if action in valid:
+            return action
+        words = action.split()
+        same_verb = sorted((v for v in valid if v.split()[:2] == words[:2]),
+                           key=lambda v: (-len(set(words) & set(v.split())), len(v), v))
+        target = self._outcome(action)
+        for candidate in same_verb[:tries]:
+            self._raw_replay(task_id, done_actions)
+            if self._outcome(candidate) == target:
+                self._raw_replay(task_id, done_actions)
+                return candidate
+        self._raw_replay(task_id, done_actions)
+        return choose_action(action, valid)
+
+    def _outcome(self, action: str) -> tuple[str, int]:
+        result = self._execute(action)
+        return result.observation, result.info["score"]
+
+    def _raw_replay(self, task_id: int, actions: list[str]) -> None:
+        """Reset and re-run already-mapped actions (no valid-action query): the cheapest way back to a state."""
+        self.reset(task_id)
+        for action in actions:
+            self._execute(action)
 
     # ---- resources ----
     @property
