@@ -31,10 +31,8 @@ def score_table(evals: dict[int, dict], variant: str = "agent_r", key: str = "en
     reference = paper.table6(variant) if key == "envs" else paper.TABLE3.get(variant, paper.TABLE3["agent_r"])
     rows = []
     for k in sorted(evals):
-        part = evals[k].get(key)
-        if not part:
-            continue
-        for env, m in part["envs"].items():
+        part = evals[k].get(key) or {}
+        for env, m in (part if key == "envs" else part.get("envs", {})).items():
             rows.append({"iteration": k, "env": env, "ours": round(m["score"], 2),
                          "95% CI": f"[{m['ci'][0]:.1f}, {m['ci'][1]:.1f}]", "n": m["n"],
                          "paper (Llama-3.1-8B)": reference.get(k, {}).get(env), "turns": round(m["turns"], 1),

@@ -16,7 +16,9 @@ What we take from AgentGym / Agent-R:
 Deviations, each for speed or determinism:
 - The package's `env.step()` recomputes look, inventory and every valid action-object combination after each
   action (80-110 ms). We call the simulator directly (`server.step` + score/completed/moves, ~1-8 ms) and build
-  the valid-action set only when the mapping needs it. `test_sciworld` checks the two paths agree on a gold path.
+  the valid-action set only when the mapping needs it (~50-100 ms; not for free commands like "look around").
+  Mappings are cached per state (task + actions so far), so a replay of a path already walked runs at raw speed.
+  `test_sciworld` checks the fast path and the package's step agree on a gold path.
 - Reset re-`load`s the task instead of calling the package's `reset()`: load takes ~50 ms, reset 0.4-0.5 s, and
   both give the same episode (AgentGym's server also resets with `load` alone). So there is no need to keep a
   loaded task around between resets of the same task.
@@ -26,7 +28,16 @@ Deviations, each for speed or determinism:
   action is not stripped of punctuation (the original strips [^A-Za-z0-9 ], which can break a valid action); the
   original's exclusion of the last 3 actions is not copied, because it never fires there (it compares actions with
   "(action, observation)" strings), so leaving it out keeps Agent-R's actual behaviour.
-- The JVM heap is capped (-Xmx512m, serial GC): by default a JVM takes a quarter of RAM and grows to 2-3 GB.
+- Action mapping for a bare number (the answer to the simulator's "Ambiguous request: enter the number ..."
+  prompt): passed through; the original maps it by word overlap, which can turn "2" into "look at flower pot 2".
+- Demonstrations are the simulator's gold path with each gold action rewritten to the valid action with the same
+  effect (see `demonstrate`): the raw gold wording often maps to a wrong object.
+- JVM options (`JAVA_OPTIONS`): the heap is capped (-Xmx512m, serial GC; by default a JVM takes a quarter of RAM
+  and grows to 2-3 GB), and identity hash codes are made constant (-XX:hashCode=2). The simulator keeps objects in
+  hash sets without its own hashCode, so the order of objects in observations, valid actions and "which one do
+  you mean" lists follows the JVM's identity hashes; HotSpot draws them from a per-thread random stream, so the
+  same task loaded twice in one JVM could list objects in another order and a replay could diverge (measured: 5 of
+  25 random 12-step episodes). With a constant hash the order is the insertion order: a pure function of the task.
 """
 from __future__ import annotations
 
@@ -38,22 +49,22 @@ import threading
 import weakref
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from agentr_lib.envs.base import Demonstration, StepResult, TextEnv
+from agentr_lib.envs.registry import EnvUnavailable, load_split_ids
 
 # AgentGym leaves out the tasks whose episodes are too long for its step budget (grow plant/fruit, inclined
 # planes, Mendelian genetics).
 EXCLUDED_TASKS = frozenset({"5-1", "5-2", "9-1", "9-2", "9-3", "10-1", "10-2"})
 NUM_GAMES = 4639
 STEP_LIMIT = 100  # moves, as ScienceWorldEnv(envStepLimit=100), AgentGym's setting
-JAVA_OPTIONS = ("-Xmx512m", "-XX:+UseSerialGC")
+JAVA_OPTIONS = ("-Xmx512m", "-XX:+UseSerialGC", "-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2")
 NO_MATCH = "No known action matches that input."
-SPLITS_FILE = Path(__file__).parent / "splits" / "agentr_ids.json"
+VALID_SETS_KEPT = 32
 
-# Actions that never need mapping: they take no object and are always valid. Skipping the mapping for them also
-# skips the valid-action query, the one expensive call. A bare number answers the simulator's "Ambiguous request:
-# enter the number..." prompt (gold paths use it); it overlaps with no valid action, so it passes through anyway.
+# Actions that pass through unmapped: these take no object and are always valid (they are in the valid set, so the
+# original keeps them too); skipping the mapping also skips the valid-action query, the one expensive call. A bare
+# number (the answer to the simulator's "Ambiguous request: enter the number ..." prompt) passes through as well.
 FREE_COMMANDS = frozenset({"look around", "inventory", "task", "wait", "wait1"})
 # Rooms, as in Agent-R's mapping: "open door to <room>" is always offered, focusing on a room is never offered.
 ROOMS = ("hallway", "greenhouse", "kitchen", "bathroom", "outside", "workshop", "art studio", "foundry",
@@ -61,7 +72,7 @@ ROOMS = ("hallway", "greenhouse", "kitchen", "bathroom", "outside", "workshop", 
 _FOCUS_WORDS = re.compile(r"\b(?:focus|on|in|to)\b")
 
 
-class JavaNotFoundError(RuntimeError):
+class JavaNotFoundError(EnvUnavailable):  # a RuntimeError
     """ScienceWorld's simulator is a Java program; no Java runtime was found."""
 
 
@@ -86,28 +97,52 @@ def require_java() -> str:
 
 
 def java_tool_options(user_options: str, ours=JAVA_OPTIONS) -> str:
-    """The user's JAVA_TOOL_OPTIONS plus ours, leaving out any of ours the user already decides (a heap size or a
-    garbage collector: two collectors make the JVM refuse to start)."""
+    """The user's JAVA_TOOL_OPTIONS followed by ours, leaving out each of ours whose setting the user already
+    decides (heap size, garbage collector: two collectors make the JVM refuse to start, hash-code mode)."""
     user_options = user_options.strip()
-    sets_heap = "-Xmx" in user_options or "MaxHeapSize" in user_options
-    sets_gc = re.search(r"-XX:\+Use\w*GC\b", user_options) is not None
-    added = [o for o in ours if not (o.startswith("-Xmx") and sets_heap) and not ("GC" in o and sets_gc)]
-    return " ".join([user_options, *added]).strip()
+    decided = {
+        "heap": "-Xmx" in user_options or "MaxHeapSize" in user_options,
+        "gc": re.search(r"-XX:\+Use\w*GC\b", user_options) is not None,
+        "hash": "hashCode=" in user_options,
+    }
+
+    def kind(option):
+        return "heap" if option.startswith("-Xmx") else "gc" if option.endswith("GC") else \
+            "hash" if "hashCode=" in option else None
+
+    added = [o for o in ours if not decided.get(kind(o), False)]
+    unlock = [o for o in added if o.startswith("-XX:+Unlock")]  # must precede the flags it unlocks, the user's too
+    rest = [o for o in added if o not in unlock]
+    return " ".join(" ".join([*unlock, user_options, *rest]).split())
 
 
 _START_LOCK = threading.Lock()  # JAVA_TOOL_OPTIONS is process-wide; set it only while one JVM starts
 
 
-def start_simulator(java_options=JAVA_OPTIONS):
-    """A fresh `scienceworld.ScienceWorldEnv` (one JVM, ~1.5 s) with a bounded heap."""
-    require_java()  # before py4j: its own failure is a FileNotFoundError deep in subprocess
+@lru_cache(maxsize=None)
+def _simulator_class():
     from scienceworld import ScienceWorldEnv
+
+    class Simulator(ScienceWorldEnv):
+        def __del__(self):  # our finalizer closes it; the package's __del__ would close twice, or fail noisily
+            pass            # on an instance whose JVM never started
+
+    return Simulator
+
+
+def start_simulator(java_options=JAVA_OPTIONS):
+    """A fresh `scienceworld.ScienceWorldEnv` (one JVM, ~1.5-3 s to start) with our JVM options."""
+    require_java()  # before py4j: its own failure is a FileNotFoundError deep in subprocess
+    ScienceWorldEnv = _simulator_class()
 
     with _START_LOCK:
         before = os.environ.get("JAVA_TOOL_OPTIONS")
         os.environ["JAVA_TOOL_OPTIONS"] = java_tool_options(before or "", java_options)
         try:
             return ScienceWorldEnv("", envStepLimit=STEP_LIMIT)
+        except Exception as error:  # py4j's own report is a bare ValueError from reading the JVM's port
+            raise RuntimeError(f"ScienceWorld's JVM did not start (JAVA_TOOL_OPTIONS="
+                               f"{os.environ['JAVA_TOOL_OPTIONS']!r}): {error!r}") from error
         finally:
             if before is None:
                 del os.environ["JAVA_TOOL_OPTIONS"]
@@ -127,7 +162,6 @@ def stop_simulator(simulator) -> None:
     except Exception:
         process.kill()
         process.wait(timeout=5)
-    simulator.close = lambda: None  # the package's __del__ closes again; the gateway is gone by then
 
 
 # ---- the task list (AgentGym's games) and the splits ----
@@ -152,26 +186,27 @@ def _games(simulator) -> tuple[Game, ...]:
 
 
 def _package_train_variations(simulator) -> dict[str, frozenset[int]]:
-    """The package's own train variations of every task (its train/dev/test split is ~50/25/25 per task). Needs
-    one load per task (~2 s in all), so it is done once per process."""
+    """The package's own train variations of every task (its train/dev/test split is ~50/25/25 per task)."""
     with _CATALOGUE_LOCK:
         if "train" not in _catalogue:
             train = {}
+            set_task_name = getattr(simulator.server, "taskStr_$eq")  # Scala's setter for the field `taskStr`
             for key, name in simulator.tasks.items():
                 if key not in EXCLUDED_TASKS:
-                    simulator.load(name, 0)
+                    # The split depends only on the task name (the jar's `getSets`), so naming the task is enough;
+                    # a load would cost ~0.1-0.5 s per task. The next reset loads a task properly.
+                    set_task_name(name)
                     train[name] = frozenset(simulator.get_variations_train())
             _catalogue["train"] = train
         return _catalogue["train"]
 
 
-@lru_cache(maxsize=None)
-def test_ids() -> tuple[int, ...]:
-    """Agent-R's 200 SciWorld test ids (mcts_utils/sciworld/sciworld_test.json)."""
-    return tuple(sorted(json.loads(SPLITS_FILE.read_text())["test"]["sciworld"]))
+def test_ids() -> list[int]:
+    """Agent-R's 200 SciWorld test ids (mcts_utils/sciworld/sciworld_test.json), sorted."""
+    return load_split_ids("sciworld")["test"]
 
 
-def _valid_actions(simulator) -> set[str]:
+def _valid_actions(simulator) -> frozenset[str]:
     """Agent-R's candidate set: the simulator's valid action-object combinations, plus "open door to <room>",
     minus door actions other than opening, minus focusing on the agent, the air, a room, or an object whose words
     are not in the room description or the inventory (a wrong focus fails the task)."""
@@ -188,14 +223,20 @@ def _valid_actions(simulator) -> set[str]:
         if action.startswith("focus on") and not all(w in visible for w in _FOCUS_WORDS.sub("", action).split()):
             continue
         kept.add(action)
-    return kept
+    return frozenset(kept)
+
+
+def _verb(action: str) -> str:
+    """The template's leading words: "pick up", "look at", "focus on", ... or the single verb ("move", "open")."""
+    words = action.split()
+    return " ".join(words[:2]) if words and words[0] in ("look", "pick", "put", "focus", "go") else " ".join(words[:1])
 
 
 def normalize_action(action: str) -> str:
     return " ".join(str(action).lower().split()).replace("green house", "greenhouse")
 
 
-def choose_action(action: str, valid: set[str]) -> str:
+def choose_action(action: str, valid) -> str:
     """`action` itself when valid; else the valid action sharing the most words with it (ties: shortest, then
     alphabetical); else `action` unchanged, for the simulator to reject."""
     if action in valid:
@@ -209,7 +250,7 @@ def choose_action(action: str, valid: set[str]) -> str:
     return best
 
 
-INSTRUCTION = """You are an agent in ScienceWorld, a text simulation of a house with a kitchen, a workshop, a greenhouse and more. Each turn you get an observation; reply with one action that brings you closer to finishing the task.
+INSTRUCTION = """You are an agent in ScienceWorld, a text simulation of a house with a kitchen, a workshop, a greenhouse and more rooms. Each turn you get an observation; reply with one action that brings you closer to finishing the task.
 Reply with exactly two lines, a short thought and one action:
 Thought: <your reasoning>
 Action: <one action>
@@ -223,17 +264,18 @@ look around: describe the room; look at OBJ; look in OBJ
 read OBJ: read a book or note
 pick up OBJ / put down OBJ: take or drop an item
 move OBJ to OBJ: put an object into a container
-pour OBJ in OBJ / dunk OBJ in OBJ: pour or dunk a liquid
-mix OBJ: mix the contents of a container
-go to LOC: walk to a room next to you (open its door first)
+pour OBJ into OBJ / dunk OBJ into OBJ: pour or dunk a liquid
+mix OBJ: mix what a container holds
+go to LOC: walk to a next room (open its door first)
 eat OBJ / flush OBJ
-focus on OBJ: mark the object the task is about (focusing on a wrong object fails the task)
+focus on OBJ: mark the object the task is about (a wrong focus fails the task)
 wait / wait1: let 10 / 1 time steps pass
 task: repeat the task; inventory: list what you carry
-When the game asks which object you mean, answer with its number.
+Name objects as the observations do, with no extra words: your action is matched word by word to the closest valid action.
+If the game asks which object you mean, answer with its number.
 
 Example:
-Thought: The thermometer is in the kitchen and the door to it is closed, so I open it first.
+Thought: The thermometer is in the kitchen, whose door is closed, so I open it first.
 Action: open door to kitchen"""
 
 
@@ -254,6 +296,7 @@ class SciWorldEnv(TextEnv):
         # its task and the actions taken; replaying a node's actions then needs no valid-action query.
         self._mapping: dict[tuple, str] = {}
         self._mapping_cache_size = mapping_cache_size
+        self._valid_sets: dict = {}  # state key -> valid-action set, insertion-ordered for eviction
         self._state_key: tuple | int = ()
 
     # ---- tasks ----
@@ -268,7 +311,7 @@ class SciWorldEnv(TextEnv):
         variations of each task type and does not exclude test ids); AgentGym's 2,120 train ids are not
         available offline. Ids are in increasing order, i.e. grouped by task."""
         if split == "test":
-            return list(test_ids())
+            return test_ids()
         if split == "train":
             held_out = set(test_ids())
             train = _package_train_variations(self._sim)
@@ -308,14 +351,27 @@ class SciWorldEnv(TextEnv):
         action = normalize_action(action)
         if action in FREE_COMMANDS or action.isdigit() or not action:
             return action
-        key = (self._state_key, action)
-        mapped = self._mapping.get(key)
+        mapped = self._mapping.get((self._state_key, action))
         if mapped is None:
-            mapped = choose_action(action, _valid_actions(self._sim))
-            if len(self._mapping) >= self._mapping_cache_size:
-                self._mapping.clear()
-            self._mapping[key] = mapped
+            mapped = choose_action(action, self.valid_actions())
+            self._remember(action, mapped)
         return mapped
+
+    def valid_actions(self) -> frozenset[str]:
+        """The mapping's candidate set in the current state (~50-100 ms to compute; the last few states' sets are
+        kept, since MCTS maps several sampled actions from the same node one after the other)."""
+        valid = self._valid_sets.get(self._state_key)
+        if valid is None:
+            valid = _valid_actions(self._sim)
+            if len(self._valid_sets) >= VALID_SETS_KEPT:
+                del self._valid_sets[next(iter(self._valid_sets))]  # the oldest
+            self._valid_sets[self._state_key] = valid
+        return valid
+
+    def _remember(self, action: str, mapped: str) -> None:
+        if len(self._mapping) >= self._mapping_cache_size:
+            self._mapping.clear()  # crude, but a full cache is rare (one MCTS run touches far fewer states)
+        self._mapping[(self._state_key, action)] = mapped
 
     # ---- scripted expert ----
     def gold_actions(self, task_id: int) -> list[str]:
@@ -333,10 +389,11 @@ class SciWorldEnv(TextEnv):
         inventory": the task fails). So each gold action that is not a valid action is replaced by the valid action
         with the same effect (`_equivalent_valid`); the demonstration holds what `step` really ran, and replaying
         it gives the same episode. Stops when the episode ends. Most gold paths reach reward 1; the caller checks."""
-        gold_path, actions = self.gold_actions(task_id), []
+        gold_path, actions, found = self.gold_actions(task_id), [], {}
         self.reset(task_id)
         for gold in gold_path:
-            action = self._equivalent_valid(task_id, actions, gold)
+            action = found[gold] = self._equivalent_valid(task_id, actions, gold, found.get(gold))
+            self._remember(action, action)  # valid here, so `step` maps it to itself: replays skip the query
             result = self._execute(action)
             actions.append(action)
             if result.done:
@@ -345,19 +402,22 @@ class SciWorldEnv(TextEnv):
                     else f"Next I should {a}." for a in actions]
         return Demonstration(task_id, thoughts, actions)
 
-    def _equivalent_valid(self, task_id: int, done_actions: list[str], gold: str, tries: int = 6) -> str:
+    def _equivalent_valid(self, task_id: int, done_actions: list[str], gold: str, guess: str | None = None,
+                          tries: int = 6) -> str:
         """A valid action that does what `gold` does in the current state (same observation and score), found by
-        trying the valid actions of the same verb, most shared words first; restores the state after each try.
-        Falls back to the mapping of `gold` (what `step` would do with it)."""
+        trying the valid actions of the same verb, `guess` (the last answer for this gold action) first, then most
+        shared words first; each try costs a replay. Falls back to the mapping of `gold` (what `step` would do)."""
         action = re.sub(r"^examine ", "look at ", normalize_action(gold))  # the parser's alias; no template
         if action in FREE_COMMANDS or action.isdigit():
             return action
-        valid = _valid_actions(self._sim)
+        valid = self.valid_actions()
         if action in valid:
             return action
         words = action.split()
-        same_verb = sorted((v for v in valid if v.split()[:2] == words[:2]),
-                           key=lambda v: (-len(set(words) & set(v.split())), len(v), v))
+        same_verb = sorted((v for v in valid if _verb(v) == _verb(action)),
+                           key=lambda v: (v != guess, -len(set(words) & set(v.split())), len(v), v))
+        if not same_verb:
+            return choose_action(action, valid)
         target = self._outcome(action)
         for candidate in same_verb[:tries]:
             self._raw_replay(task_id, done_actions)
