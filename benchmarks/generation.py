@@ -1,0 +1,120 @@
+"""Sampling k candidates for each of n agent prompts (one MCTS expansion round): three ways, measured in one run.
+
+  naive    one `generate` call per candidate, one after another (n * k calls, batch 1)
+  repeat   one batched `generate` call on the n prompts each repeated k times (what num_return_sequences does:
+           HF expands the batch before prefill, so every copy is prefilled)
+  fork     the actor's way: prefill the n prompts once, repeat their KV cache k times, decode n * k sequences
+  actor    `Actor.generate` end to end (fork + stop after the Action line + reply cutting), for reference
+
+Every variant decodes exactly `--new-tokens` tokens per sequence (end-of-turn suppressed), so the work is equal and
+tok/s compare. Defaults are small (about 2-3 min on 2 CPU cores); scale up with the flags. From the repository root:
+    python -m benchmarks.generation
+    python -m benchmarks.generation --prompts 4 --samples 4 --prompt-tokens 880 --new-tokens 32 --quantization none
+The machine is noisy: compare the ratios of one run, not numbers across runs.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from agentr_lib.actor import ActorSettings, load_actor, prefill, cache_kwarg
+from agentr_lib.trajectory import Step, conversation
+
+INSTRUCTION = ("You are given a few useful crafting recipes to craft items in Minecraft. Crafting commands are of the "
+               "format \"craft [target object] using [input objects]\". Every round I will give you an observation, "
+               "you have to respond an action based on the state and instruction. You can \"get\" an object "
+               "(ingredients) from the inventory or the environment, look-up the game inventory by \"inventory\", or "
+               "\"craft\" (target) using any of the crafting commands. Reply as\nThought: ...\nAction: ...")
+
+
+def agent_prompt(actor, index: int, prompt_tokens: int) -> list[dict]:
+    """A TextCraft-like conversation grown step by step until it reaches about `prompt_tokens` tokens."""
+    recipes = "\n".join(f"craft {i + 1} item_{index}_{i} using 2 plank, 1 stick" for i in range(6))
+    first = f"Crafting commands:\n{recipes}\nGoal: craft item_{index}_0."
+    steps: list[Step] = []
+    while actor.count_tokens(conversation(INSTRUCTION, first, steps)) < prompt_tokens:
+        n = len(steps)
+        steps.append(Step(response=f"Thought: I need 2 plank for item {n}.\nAction: get 2 plank",
+                          action="get 2 plank", observation=f"Got 2 plank (step {n} of task {index})."))
+    return conversation(INSTRUCTION, first, steps)
+
+
+def encode(actor, convs, repeats: int = 1):
+    texts = [actor.prompt_text(c) for c in convs for _ in range(repeats)]
+    return actor.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(actor.device)
+
+
+def sample_kwargs(actor, new_tokens: int) -> dict:
+    return dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens, pad_token_id=actor.tokenizer.pad_token_id, eos_token_id=actor.eos_token_ids)
+
+
+@torch.inference_mode()
+def naive(actor, convs, k, new_tokens):
+    for c in convs:
+        batch = encode(actor, [c])
+        for _ in range(k):
+            actor.model.generate(**batch, **sample_kwargs(actor, new_tokens))
+
+
+@torch.inference_mode()
+def repeat(actor, convs, k, new_tokens):
+    actor.model.generate(**encode(actor, convs, repeats=k), **sample_kwargs(actor, new_tokens))
+
+
+@torch.inference_mode()
+def fork(actor, convs, k, new_tokens):
+    batch = encode(actor, convs)
+    ids, mask = batch.input_ids, batch.attention_mask
+    cache = prefill(actor.model, ids[:, :-1], mask[:, :-1], repeats=k)
+    actor.model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
+                         **{cache_kwarg(actor.model): cache}, **sample_kwargs(actor, new_tokens))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--quantization", default="nf4", choices=["nf4", "none"])
+    ap.add_argument("--compute-dtype", default="auto")
+    ap.add_argument("--prompts", type=int, default=2, help="distinct prompts (tree nodes being expanded)")
+    ap.add_argument("--samples", type=int, default=4, help="candidates per prompt")
+    ap.add_argument("--prompt-tokens", type=int, default=500)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "repeat", "fork", "actor"])
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    actor = load_actor(ActorSettings(model=args.model, quantization=args.quantization,
+                                     compute_dtype=args.compute_dtype, max_context_tokens=args.prompt_tokens + 512,
+                                     max_new_tokens=args.new_tokens, generate_batch_size=args.prompts * args.samples))
+    # slightly different lengths, so that the batch is left-padded as in real use
+    convs = [agent_prompt(actor, i, args.prompt_tokens - 40 * i) for i in range(args.prompts)]
+    lengths = [actor.count_tokens(c) for c in convs]
+    print(f"model {args.model} ({args.quantization}, {actor.model.dtype}, {torch.get_num_threads()} threads, "
+          f"{actor.device}); {args.prompts} prompts x {args.samples} samples, prompt tokens {lengths}, "
+          f"{args.new_tokens} new tokens each")
+    fork(actor, convs[:1], 2, 2)  # warm-up: first-call allocations and lazy initialisation
+
+    variants = {"naive": naive, "repeat": repeat, "fork": fork,
+                "actor": lambda a, c, k, n: a.generate(c, num_samples=k, temperature=1.0, max_new_tokens=n)}
+    generated = args.prompts * args.samples * args.new_tokens
+    times = {}
+    for name, run in variants.items():
+        if name in args.skip:
+            continue
+        start = time.perf_counter()
+        run(actor, convs, args.samples, args.new_tokens)
+        times[name] = time.perf_counter() - start
+        rate = (f"{generated / times[name]:6.1f} new tok/s" if name != "actor" else
+                "(stops at end of turn / after the Action line, so it may decode fewer tokens)")
+        print(f"{name:7s} {times[name]:7.1f} s  {rate}")
+    if "naive" in times:
+        print("speed-up over naive: " + ", ".join(f"{n} {times['naive'] / t:.2f}x" for n, t in times.items()))
+
+
+if __name__ == "__main__":
+    main()
