@@ -74,6 +74,8 @@ class RevisionCfg(Section):
     beta: float = Field(0.2, ge=0)
     include_good: bool = True
     verifier_temperature: float = Field(1.0, ge=0)
+    verifier_max_new_tokens: int = Field(500, ge=8)  # the official code's max_tokens
+    max_pairs_per_tree: int | None = Field(None, ge=1)  # None: every qualifying pair (paper); a cap for CPU studies
     critiques_in_flight: int = Field(16, ge=1)
 
     @field_validator("alpha")

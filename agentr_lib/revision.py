@@ -251,8 +251,12 @@ def build_revision_samples(trees: list[Tree | dict], policy: Policy | None, vari
                            alpha: float = 0.5, beta: float = 0.2, include_good: bool = True, seed: int = 0,
                            verifier_temperature: float = 1.0, in_flight: int = 16, progress: bool = False,
                            fits: Callable[[list[dict]], bool] | None = None,
-                           max_new_tokens: int | None = None) -> tuple[list[dict], dict]:
+                           max_new_tokens: int | None = None,
+                           max_pairs_per_tree: int | None = None) -> tuple[list[dict], dict]:
     """Training samples from search trees, and per-env counts (PAPER.md Table 1, Figure 5).
+
+    `max_pairs_per_tree` caps the pairs taken from one tree (a seeded sample, kept in pair order); None takes every
+    qualifying pair, as the paper does — the cap exists for CPU-sized studies.
 
     `policy` is the verifier (the current actor); only "agent_r" calls it. Samples come out in a fixed order
     (tree order; per tree: revision samples pair by pair, then path samples), deterministic given `seed` and a
@@ -272,6 +276,10 @@ def build_revision_samples(trees: list[Tree | dict], policy: Policy | None, vari
             continue
         paths = leaf_paths(tree)
         tree_pairs = make_pairs(paths, alpha, beta)
+        if max_pairs_per_tree is not None and len(tree_pairs) > max_pairs_per_tree:
+            keep = random.Random(derive_seed(seed, tree.env, tree.task_id)).sample(range(len(tree_pairs)),
+                                                                                  max_pairs_per_tree)
+            tree_pairs = [tree_pairs[j] for j in sorted(keep)]
         s["paths"] += len(paths)
         s["good_paths"] += len(good_paths(paths, alpha))
         s["pairs"] += len(tree_pairs)

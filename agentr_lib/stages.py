@@ -212,9 +212,12 @@ def revise(cfg: Config, iteration: int) -> dict:
     actor = load_actor_at(cfg, iteration - 1)
     r = cfg.revision
     with stage(cfg, folder) as info:
+        budget = cfg.model.max_context_tokens - r.verifier_max_new_tokens
         samples, stats = build_revision_samples(
             trees, actor, variant=r.variant, alpha=cfg.alpha_at(iteration), beta=r.beta, include_good=r.include_good,
-            seed=cfg.seed + iteration, verifier_temperature=r.verifier_temperature, in_flight=r.critiques_in_flight)
+            seed=cfg.seed + iteration, verifier_temperature=r.verifier_temperature, in_flight=r.critiques_in_flight,
+            progress=True, fits=lambda messages: actor.count_tokens(messages) <= budget,
+            max_new_tokens=r.verifier_max_new_tokens, max_pairs_per_tree=r.max_pairs_per_tree)
         if samples:
             to_dataset(samples).save_to_disk(str(folder / "dataset"))
         for s in stats.values():  # the paper's Table 1 columns
@@ -270,9 +273,11 @@ def _load_base_trainable(cfg: Config):
 
 # --- 04 evaluate ----------------------------------------------------------------------------------------------
 def evaluate(cfg: Config, iteration: int) -> dict:
-    """Held-out episodes with the actor of `iteration` (0 = baseline), then error recovery on baseline failures."""
-    from .batching import EnvPool, run_jobs
-    from .evaluate import episode_job, load_episodes, summarize
+    """Held-out episodes with the actor of `iteration` (0 = baseline), then error recovery on baseline failures.
+
+    Episodes of every env are in flight together, so one batched generate call serves all of them.
+    """
+    from .evaluate import load_episodes, recovery_prefix, summarize
     folder = stage_dir(cfg, "eval", iteration)
     if is_done(folder):
         return read_json(folder / "metrics.json")
@@ -280,38 +285,36 @@ def evaluate(cfg: Config, iteration: int) -> dict:
     actor = load_actor_at(cfg, iteration)
     e = cfg.evaluate
     with stage(cfg, folder) as info:
-        per_env, recovery = {}, {}
-        for name in cfg.envs:
-            out = folder / name
-            todo = [t for t in tasks_of(cfg, name, "test") if not (out / f"{t}.json").exists()]
-            with EnvPool(lambda n=name: make_env_for(cfg, n)) as pool:
-                run_jobs((pool.borrowing(episode_job, t, e.max_rounds, e.temperature) for t in todo), actor,
-                         in_flight=e.episodes_in_flight, total=len(todo), progress=f"evaluate {name}",
-                         on_result=lambda ep, o=out: write_json_atomic(o / f"{ep.task_id}.json", ep.to_dict()))
-                per_env[name] = load_episodes(out)
-                if e.recovery:
-                    recovery[name] = _recovery(cfg, iteration, name, pool, actor)
+        jobs = {name: [(t, {}) for t in tasks_of(cfg, name, "test")] for name in cfg.envs}
+        _run_episodes(cfg, actor, jobs, folder, e.max_rounds, "evaluate")
+        per_env = {name: load_episodes(folder / name) for name in cfg.envs}
         metrics = {"iteration": iteration, **summarize(per_env, cfg.seed)}
-        if e.recovery:
-            metrics["recovery"] = summarize(recovery, cfg.seed)
+        if e.recovery:  # Table 3: the baseline's failures, cut at a random step, continued by this actor
+            failures = {name: [(ep.task_id, {"prefix": recovery_prefix(ep, cfg.seed)})
+                               for ep in load_episodes(stage_dir(cfg, "eval", 0) / name) if ep.score <= 0]
+                        for name in cfg.envs}
+            _run_episodes(cfg, actor, failures, folder / "recovery", e.recovery_max_rounds, "recovery")
+            metrics["recovery"] = summarize({n: load_episodes(folder / "recovery" / n) for n in cfg.envs}, cfg.seed)
         write_json_atomic(folder / "metrics.json", metrics)
         info.update(episodes=sum(len(v) for v in per_env.values()))
     return metrics
 
 
-def _recovery(cfg: Config, iteration: int, name: str, pool, actor) -> list[Episode]:
-    """Table 3: continue the baseline's failed test episodes from a random cut, max recovery_max_rounds rounds."""
-    from .batching import run_jobs
-    from .evaluate import episode_job, load_episodes, recovery_prefix
-    e = cfg.evaluate
-    failures = [ep for ep in load_episodes(stage_dir(cfg, "eval", 0) / name) if ep.score <= 0]
-    out = stage_dir(cfg, "eval", iteration) / "recovery" / name
-    todo = [ep for ep in failures if not (out / f"{ep.task_id}.json").exists()]
-    run_jobs((pool.borrowing(episode_job, ep.task_id, e.recovery_max_rounds, e.temperature,
-                             prefix=recovery_prefix(ep, cfg.seed)) for ep in todo), actor,
-             in_flight=e.episodes_in_flight, total=len(todo), progress=f"recovery {name}",
-             on_result=lambda ep: write_json_atomic(out / f"{ep.task_id}.json", ep.to_dict()))
-    return load_episodes(out)
+def _run_episodes(cfg: Config, actor, jobs: dict[str, list[tuple[int, dict]]], out: Path, max_rounds: int,
+                  label: str) -> None:
+    """Play the (task, kwargs) episodes of every env together; one file per episode, finished ones skipped."""
+    from contextlib import ExitStack
+    from .batching import EnvPool, run_jobs
+    from .evaluate import episode_job
+    todo = {name: [(t, kw) for t, kw in items if not (out / name / f"{t}.json").exists()]
+            for name, items in jobs.items()}
+    with ExitStack() as stack:
+        pools = {name: stack.enter_context(EnvPool(lambda n=name: make_env_for(cfg, n))) for name in todo}
+        episodes = (pools[name].borrowing(episode_job, t, max_rounds, cfg.evaluate.temperature, **kw)
+                    for name, items in todo.items() for t, kw in items)
+        run_jobs(episodes, actor, in_flight=cfg.evaluate.episodes_in_flight, progress=label,
+                 total=sum(map(len, todo.values())),
+                 on_result=lambda ep: write_json_atomic(out / ep.env / f"{ep.task_id}.json", ep.to_dict()))
 
 
 # --- 05 report ------------------------------------------------------------------------------------------------
