@@ -89,8 +89,9 @@ class RevisionCfg(Section):
 class TrainCfg(Section):
     epochs: list[int] = [3, 1, 1]  # per iteration (paper: 3 in iteration 1, then 1); last repeats
     learning_rate: float = Field(2e-4, gt=0)
-    batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    # batch 1 + accumulation: on CPU, batch 4 x 1024 tokens took 16 GB and ran at 50 tok/s vs 3.3 GB and 180 tok/s
+    batch_size: int = Field(1, ge=1)
+    grad_accum: int = Field(4, ge=1)
     max_length: int = Field(4096, ge=128)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
