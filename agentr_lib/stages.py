@@ -199,7 +199,7 @@ def collect(cfg: Config, iteration: int) -> dict:
 # --- 02 revise ------------------------------------------------------------------------------------------------
 def revise(cfg: Config, iteration: int) -> dict:
     """Pairs, self-critique with the current actor, splices → the iteration's training data (HF dataset)."""
-    from .data import to_dataset
+    from .data import save_data
     from .mcts import Tree
     from .revision import build_revision_samples
     folder = stage_dir(cfg, "data", iteration)
@@ -219,7 +219,7 @@ def revise(cfg: Config, iteration: int) -> dict:
             progress=True, fits=lambda messages: actor.count_tokens(messages) <= budget,
             max_new_tokens=r.verifier_max_new_tokens, max_pairs_per_tree=r.max_pairs_per_tree)
         if samples:
-            to_dataset(samples).save_to_disk(str(folder / "dataset"))
+            save_data(samples, folder / "dataset")
         for s in stats.values():  # the paper's Table 1 columns
             s["revision_samples"] = s["revision"] + s["direct_revision"]
             s["good_samples"] = s["good"] + s["optimal"]
@@ -232,15 +232,14 @@ def revise(cfg: Config, iteration: int) -> dict:
 # --- 03 train -------------------------------------------------------------------------------------------------
 def train(cfg: Config, iteration: int) -> dict:
     """Masked SFT of the actor of iteration-1 on this iteration's data (+ general data, η)."""
-    from .data import load_general_data, mix_general
-    from datasets import load_from_disk
+    from .data import load_data, load_general_data, mix_general
     folder = stage_dir(cfg, "train", iteration)
     if is_done(folder):
         return read_json(folder / "DONE.json")
     data_dir = stage_dir(cfg, "data", iteration)
     if not is_done(data_dir):
         raise ConfigError(f"no training data for iteration {iteration}: run 02_revise first")
-    samples = list(load_from_disk(str(data_dir / "dataset"))) if (data_dir / "dataset").exists() else []
+    samples = list(load_data(data_dir / "dataset")) if (data_dir / "dataset").exists() else []
     with stage(cfg, folder, agent_samples=len(samples)) as info:
         if cfg.train.general_data:
             samples = mix_general(samples, load_general_data(cfg.train.general_data), cfg.train.eta, cfg.seed)
