@@ -30,7 +30,7 @@ from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .batching import Policy, Request, run_jobs
+from .batching import EnvPool, Policy, Request, run_jobs
 from .envs.base import TextEnv
 from .trajectory import Step, conversation, parse_action, read_json, trim_context, write_json_atomic
 
@@ -308,24 +308,16 @@ def collect_trees(task_ids: list[int], make_env: Callable[[], TextEnv], policy: 
              "expansions": 0, "generate_calls": 0, "wall_s": 0.0, "policy_s": 0.0, "env_s": 0.0, "envs_made": 0}
     if not todo:
         return stats
-    made: list[TextEnv] = [make_env()]
-    free = list(made)
-    env_name = made[0].name
+    # One env is made up front: its name seeds every task and labels the progress bar. The pool hands it out first.
+    first = make_env()
+    env_name = first.name
+    spare = [first]
+    pool = EnvPool(lambda: spare.pop() if spare else make_env())
     timed = _TimedPolicy(policy)
 
-    def acquire() -> TextEnv:
-        if not free:
-            made.append(make_env())
-            free.append(made[-1])
-        return free.pop()
-
-    def job(task_id: int):
-        env = acquire()
-        try:
-            task_seed = derive_seed(seed, env_name, task_id)
-            tree = yield from search_job(env, task_id, settings, random.Random(task_seed), fits)
-        finally:
-            free.append(env)
+    def job(env: TextEnv, task_id: int):
+        task_seed = derive_seed(seed, env_name, task_id)
+        tree = yield from search_job(env, task_id, settings, random.Random(task_seed), fits)
         tree.seed = task_seed
         save_tree(tree, tree_path(out_dir, task_id))
         # a small summary, not the tree: run_jobs keeps every result until the end
@@ -340,11 +332,12 @@ def collect_trees(task_ids: list[int], make_env: Callable[[], TextEnv], policy: 
         stats["env_s"] += summary["env_s"]
 
     try:
-        run_jobs((job(t) for t in todo), timed, in_flight=in_flight, on_result=tally,
+        run_jobs((pool.borrowing(job, t) for t in todo), timed, in_flight=in_flight, on_result=tally,
                  progress=f"MCTS {env_name}" if progress else None, total=len(todo))
     finally:
-        for env in made:
+        stats["envs_made"] = len(pool.envs)
+        pool.close()
+        for env in spare:  # never borrowed (only if the run failed before its first job started)
             env.close()
-    stats.update(generate_calls=timed.calls, policy_s=timed.seconds, wall_s=time.perf_counter() - t0,
-                 envs_made=len(made))
+    stats.update(generate_calls=timed.calls, policy_s=timed.seconds, wall_s=time.perf_counter() - t0)
     return stats
