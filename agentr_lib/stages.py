@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import Config, ConfigError, load_config
-from .trajectory import Episode, read_json, write_json_atomic
+from .trajectory import read_json, write_json_atomic
 
 # Knobs that change speed, not results: a resumed run may change them freely.
 THROUGHPUT_KEYS = {"trees_in_flight", "episodes_in_flight", "critiques_in_flight", "generate_batch_size"}
