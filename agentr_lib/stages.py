@@ -45,6 +45,12 @@ def is_done(folder: Path) -> bool:
     return (folder / "DONE.json").exists()
 
 
+def require_done(folder: Path, message: str) -> None:
+    """An upstream stage must have finished before this one reads its outputs."""
+    if not is_done(folder):
+        raise ConfigError(message)
+
+
 def check_params(folder: Path, cfg: Config) -> None:
     """Refuse, with one clear message, when `folder` holds outputs made with other params."""
     pinned = folder / "params.json"
@@ -148,8 +154,10 @@ def demo_sample(env, demo) -> dict:
 def warmstart(cfg: Config) -> dict:
     """Teach a small model the action format from a few scripted demonstrations (off in the paper's settings)."""
     folder = stage_dir(cfg, "warmstart")
-    if not cfg.warmstart.enabled or is_done(folder):
-        return read_json(folder / "DONE.json") if is_done(folder) else {"skipped": "warmstart.enabled is false"}
+    if is_done(folder):
+        return read_json(folder / "DONE.json")
+    if not cfg.warmstart.enabled:
+        return {"skipped": "warmstart.enabled is false"}
     from .envs import select_tasks
     samples = []
     for name in cfg.envs:
@@ -183,12 +191,11 @@ def collect(cfg: Config, iteration: int) -> dict:
     folder = stage_dir(cfg, "trees", iteration)
     if is_done(folder):
         return read_json(folder / "DONE.json")
-    claim(folder, cfg)
-    actor = load_actor_at(cfg, iteration - 1)
     m = cfg.mcts
     settings = MCTSSettings(simulations=m.simulations, candidates=m.candidates, temperature=m.temperature,
                             max_depth=m.max_depth, c_uct=m.c_uct, max_new_tokens=cfg.model.max_new_tokens)
     with stage(cfg, folder) as info:
+        actor = load_actor_at(cfg, iteration - 1)
         for name in cfg.envs:
             stats = collect_trees(tasks_of(cfg, name, "train"), lambda n=name: make_env_for(cfg, n), actor, settings,
                                   folder / name, seed=cfg.seed + 1000 * iteration, in_flight=m.trees_in_flight)
@@ -206,8 +213,7 @@ def revise(cfg: Config, iteration: int) -> dict:
     if is_done(folder):
         return read_json(folder / "DONE.json")
     trees_dir = stage_dir(cfg, "trees", iteration)
-    if not is_done(trees_dir):
-        raise ConfigError(f"no finished trees for iteration {iteration}: run 01_collect first")
+    require_done(trees_dir, f"no finished trees for iteration {iteration}: run 01_collect first")
     trees = [Tree.from_dict(read_json(p)) for name in cfg.envs for p in sorted((trees_dir / name).glob("*.json"))]
     actor = load_actor_at(cfg, iteration - 1)
     r = cfg.revision
@@ -237,8 +243,7 @@ def train(cfg: Config, iteration: int) -> dict:
     if is_done(folder):
         return read_json(folder / "DONE.json")
     data_dir = stage_dir(cfg, "data", iteration)
-    if not is_done(data_dir):
-        raise ConfigError(f"no training data for iteration {iteration}: run 02_revise first")
+    require_done(data_dir, f"no training data for iteration {iteration}: run 02_revise first")
     samples = list(load_data(data_dir / "dataset")) if (data_dir / "dataset").exists() else []
     with stage(cfg, folder, agent_samples=len(samples)) as info:
         if cfg.train.general_data:
@@ -280,10 +285,9 @@ def evaluate(cfg: Config, iteration: int) -> dict:
     folder = stage_dir(cfg, "eval", iteration)
     if is_done(folder):
         return read_json(folder / "metrics.json")
-    claim(folder, cfg)
-    actor = load_actor_at(cfg, iteration)
     e = cfg.evaluate
     with stage(cfg, folder) as info:
+        actor = load_actor_at(cfg, iteration)
         jobs = {name: [(t, {}) for t in tasks_of(cfg, name, "test")] for name in cfg.envs}
         _run_episodes(cfg, actor, jobs, folder, e.max_rounds, "evaluate")
         per_env = {name: load_episodes(folder / name) for name in cfg.envs}
