@@ -127,7 +127,7 @@ def show_tree(cfg: Config, iteration: int):
             chosen, pair = tree, pairs[0]
             break
     from .tree_view import draw_tree
-    highlight = (pair[0].leaf_id, pair[1].leaf_id) if pair else None
+    highlight = (pair[0].leaf, pair[1].leaf) if pair else None
     return draw_tree(chosen, highlight=highlight)
 
 

@@ -79,8 +79,6 @@ class Path:
     def leaf(self) -> int:
         return self.nodes[-1]
 
-    leaf_id = leaf  # alias (report.py reads `.leaf_id`)
-
 
 @dataclass
 class Critique:
