@@ -14,7 +14,8 @@ on CPU too; the compute dtype is bf16 where the hardware has it, else fp32 (CPU)
 
 Speed: `Actor.generate` batches all conversations of one call, and for k samples per conversation prefills each
 prompt once and forks its KV cache k ways (DESIGN.md, "Actor and speed": prefill is most of the time on long
-prompts, and HF's `num_return_sequences` prefills every copy).
+prompts, and HF's `num_return_sequences` prefills every copy). Each prompt also reuses the stored KV of the longest
+prompt prefix seen before (the same episode's previous step, the parent node, the instruction): see kv_cache.py.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from urllib.parse import urlparse
 import torch
 from transformers import StoppingCriteria
 
+from .kv_cache import PrefixStore, assemble, num_layers, row_kv, shared_prefixes, supports_prefix_reuse
 from .trajectory import parse_action, trim_context  # noqa: F401  (parse_action is re-exported for callers)
 
 OFFLINE_MODEL = "smollm2-135m"
@@ -67,6 +69,7 @@ class ActorSettings:
     max_context_tokens: int = 2048  # prompt + reply budget; longer conversations lose their oldest steps
     max_new_tokens: int = 96
     generate_batch_size: int = 16  # sequences (prompts x samples) decoded together; bounds memory
+    prefix_cache_mb: float = 1024  # KV of recent prompts kept for reuse (0: off); ~46 KB per token for SmolLM2 fp32
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -369,6 +372,9 @@ class Actor:
         self.model, self.tokenizer, self.settings, self.device = model, tokenizer, settings, device
         self._kbit_prepared = False
         self.eos_token_ids = end_of_turn_ids(tokenizer, model)
+        self.prefixes = PrefixStore(settings.prefix_cache_mb)
+        self.is_trainable = False  # set by trainable(): its weights may then change between calls
+        self.reuses_prefixes = settings.prefix_cache_mb > 0 and supports_prefix_reuse(model)
 
     @property
     def is_quantized(self) -> bool:
@@ -388,6 +394,8 @@ class Actor:
 
     def trainable(self) -> "Actor":
         """Add LoRA (or re-enable the loaded adapter's LoRA weights) so that only they train; returns self."""
+        self.is_trainable = True
+        self.forget_prefixes()
         with _peft_quietly():
             self._add_lora()
         return self
@@ -455,20 +463,60 @@ class Actor:
 
     @torch.inference_mode()
     def _generate_batch(self, texts: list[str], k: int, temperature: float, max_new: int) -> list[list[str]]:
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        ids, mask = batch.input_ids, batch.attention_mask
-        extra = {}
-        if k > 1:
-            # Prefill each prompt once (all but its last token, which generate feeds to get the first logits),
-            # then fork the KV cache k ways: k samples for the price of one prefill.
-            extra[cache_kwarg(self.model)] = prefill(self.model, ids[:, :-1], mask[:, :-1], repeats=k)
+        rows = self.tokenizer(texts, add_special_tokens=False).input_ids
+        ids, mask, cache = self._prefill(rows)
+        if k > 1:  # k samples for the price of one prefill: fork each prompt's KV cache k ways
+            cache.batch_repeat_interleave(k)
             ids, mask = ids.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
         out = self.model.generate(input_ids=ids, attention_mask=mask, stopping_criteria=[
-            ActionLineStop(self.tokenizer, ids.shape[1])], **self._sampling(temperature, max_new), **extra)
+            ActionLineStop(self.tokenizer, ids.shape[1])], **self._sampling(temperature, max_new),
+            **{cache_kwarg(self.model): cache})
         new_tokens = out[:, ids.shape[1]:].tolist()
         replies = [cut_reply(self.tokenizer.decode(until_end_of_turn(t, self.eos_token_ids), skip_special_tokens=True))
                    for t in new_tokens]
         return [replies[i * k:(i + 1) * k] for i in range(len(texts))]
+
+    def _prefill(self, rows: list[list[int]]):
+        """(input_ids, attention_mask, KV cache of every row but its last token, which generate feeds itself).
+
+        Each row reuses the longest stored prefix of its prompt (an earlier step of the same episode, the parent
+        node, or at least the env's instruction) and only the rest is computed; what is computed is stored.
+        """
+        heads = [row[:-1] for row in rows]
+        store = self.reuses_prefixes and not self._weights_may_change()
+        if store:
+            self._store_shared_prefixes(heads)
+        reuse = [self.prefixes.longest(h) if store else (0, None) for h in heads]
+        ids, mask, cache, width = assemble(rows, reuse, self.tokenizer.pad_token_id, num_layers(self.model),
+                                           self.device)
+        if ids.shape[1] - 1 > width:
+            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # generate's rule: count real tokens only
+            self.model(input_ids=ids[:, width:-1], attention_mask=mask[:, :-1], position_ids=positions[:, width:-1],
+                       use_cache=True, logits_to_keep=1, **{cache_kwarg(self.model): cache})
+        if store:
+            for i, (head, (n, _)) in enumerate(zip(heads, reuse)):
+                self.prefixes.reused_tokens += n
+                self.prefixes.prefilled_tokens += len(head) - n
+                if len(head) > n:
+                    self.prefixes.add(head, row_kv(cache, i, mask[i, :-1].bool()))
+        return ids, mask, cache
+
+    def _store_shared_prefixes(self, heads: list[list[int]]) -> None:
+        """Compute once what several prompts of this call share and nobody has stored (on a first call, the env's
+        instruction), so that each of them reuses it."""
+        todo = [p for p in shared_prefixes(heads, min_tokens=32) if self.prefixes.longest(p)[0] < len(p)]
+        if todo:
+            self._prefill([p + [self.tokenizer.pad_token_id] for p in todo])  # the extra last token is never computed
+
+    def _weights_may_change(self) -> bool:
+        """A trainable actor may be trained between two calls, which would make stored KV stale: no reuse then."""
+        if self.is_trainable:
+            self.prefixes.clear()
+        return self.is_trainable
+
+    def forget_prefixes(self) -> None:
+        """Drop stored KV (it belongs to the current weights): called whenever the weights may change."""
+        self.prefixes.clear()
 
     def _sampling(self, temperature: float, max_new: int) -> dict:
         # Plain temperature sampling: HF's default top_k=50 (and any top_p/min_p in the model's generation config)
@@ -497,21 +545,6 @@ def cache_kwarg(model) -> str:
     import inspect
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def prefill(model, ids: torch.Tensor, mask: torch.Tensor, repeats: int = 1):
-    """Run left-padded prompts through the model once; return their KV cache, each row repeated `repeats` times.
-
-    Position ids follow `generate`'s rule (count only real tokens), so the cache equals the one generate would build.
-    """
-    from transformers import DynamicCache
-    cache = DynamicCache(config=model.config)
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-          **{cache_kwarg(model): cache})
-    if repeats > 1:
-        cache.batch_repeat_interleave(repeats)
-    return cache
 
 
 def until_end_of_turn(tokens: list[int], eos_ids) -> list[int]:

@@ -33,6 +33,7 @@ class ModelCfg(Section):
     max_context_tokens: int = Field(2048, ge=256)
     max_new_tokens: int = Field(128, ge=8)
     generate_batch_size: int = Field(16, ge=1)
+    prefix_cache_mb: float = Field(1024, ge=0)  # KV of recent prompts kept for reuse (0 = off); a speed knob
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)

@@ -26,7 +26,8 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -292,52 +293,49 @@ class _TimedPolicy:
             self.calls += 1
 
 
-def collect_trees(task_ids: list[int], make_env: Callable[[], TextEnv], policy: Policy, settings: MCTSSettings,
-                  out_dir: str | Path, seed: int, in_flight: int = 8, progress: bool = True,
+def collect_trees(tasks: Mapping[str, list[int]], make_env: Callable[[str], TextEnv], policy: Policy,
+                  settings: MCTSSettings, out_dir: str | Path, seed: int, in_flight: int = 8, progress: bool = True,
                   fits: Callable[[list[dict]], bool] | None = None) -> dict:
-    """Search every task in `task_ids`, `in_flight` trees at a time, writing `out_dir/<task_id>.json` as each ends.
+    """Search every (env, task) in `tasks`, `in_flight` trees at a time, writing `out_dir/<env>/<task_id>.json`.
 
+    Trees of every env are in flight together, so one batched generate call serves the expansions of all of them.
     Resume: tasks whose file exists are skipped, and each task's rng comes from (seed, env name, task id), so a
     killed run loses at most the trees in flight and a re-run produces the same files (given a policy that
-    answers the same conversation the same way). Envs come from a pool of at most `in_flight` envs made by
-    `make_env` (SciWorld envs are JVMs: expensive to make) and are closed at the end.
+    answers the same conversation the same way). Envs come from one pool per env name (at most `in_flight` envs
+    each: SciWorld envs are JVMs, expensive to make) and are closed at the end.
+    Returns {"envs": {env: tree counts}, plus the run's totals}.
     """
     t0 = time.perf_counter()
-    todo = [t for t in task_ids if not tree_path(out_dir, t).exists()]
-    stats = {"trees": 0, "skipped": len(task_ids) - len(todo), "nodes": 0, "leaves": 0, "rewarded_trees": 0,
-             "expansions": 0, "generate_calls": 0, "wall_s": 0.0, "policy_s": 0.0, "env_s": 0.0, "envs_made": 0}
-    if not todo:
-        return stats
-    # One env is made up front: its name seeds every task and labels the progress bar. The pool hands it out first.
-    first = make_env()
-    env_name = first.name
-    spare = [first]
-    pool = EnvPool(lambda: spare.pop() if spare else make_env())
+    todo = {name: [t for t in ids if not tree_path(Path(out_dir) / name, t).exists()] for name, ids in tasks.items()}
+    per_env = {name: {"trees": 0, "skipped": len(tasks[name]) - len(todo[name]), "nodes": 0, "leaves": 0,
+                      "rewarded_trees": 0, "expansions": 0, "env_s": 0.0} for name in tasks}
+    stats = {"envs": per_env, "generate_calls": 0, "wall_s": 0.0, "policy_s": 0.0, "envs_made": 0}
     timed = _TimedPolicy(policy)
 
-    def job(env: TextEnv, task_id: int):
+    def job(env: TextEnv, env_name: str, task_id: int):
         task_seed = derive_seed(seed, env_name, task_id)
         tree = yield from search_job(env, task_id, settings, random.Random(task_seed), fits)
         tree.seed = task_seed
-        save_tree(tree, tree_path(out_dir, task_id))
+        save_tree(tree, tree_path(Path(out_dir) / env_name, task_id))
         # a small summary, not the tree: run_jobs keeps every result until the end
-        return {"nodes": len(tree.nodes), "leaves": len(tree.leaves()), "rewarded": tree.root.value > 0, **tree.stats}
+        return env_name, {"nodes": len(tree.nodes), "leaves": len(tree.leaves()), "rewarded": tree.root.value > 0,
+                          **tree.stats}
 
-    def tally(summary: dict):
-        stats["trees"] += 1
-        stats["nodes"] += summary["nodes"]
-        stats["leaves"] += summary["leaves"]
-        stats["rewarded_trees"] += summary["rewarded"]
-        stats["expansions"] += summary["expansions"]
-        stats["env_s"] += summary["env_s"]
+    def tally(result):
+        env_name, summary = result
+        s = per_env[env_name]
+        s["trees"] += 1
+        for key in ("nodes", "leaves", "expansions", "env_s"):
+            s[key] += summary[key]
+        s["rewarded_trees"] += summary["rewarded"]
 
-    try:
-        run_jobs((pool.borrowing(job, t) for t in todo), timed, in_flight=in_flight, on_result=tally,
-                 progress=f"MCTS {env_name}" if progress else None, total=len(todo))
-    finally:
-        stats["envs_made"] = len(pool.envs)
-        pool.close()
-        for env in spare:  # never borrowed (only if the run failed before its first job started)
-            env.close()
+    with ExitStack() as stack:
+        pools = {name: stack.enter_context(EnvPool(lambda n=name: make_env(n))) for name in todo}
+        jobs = (pools[name].borrowing(job, name, t) for name, ids in todo.items() for t in ids)
+        try:
+            run_jobs(jobs, timed, in_flight=in_flight, on_result=tally, progress="MCTS" if progress else None,
+                     total=sum(map(len, todo.values())))
+        finally:
+            stats["envs_made"] = sum(len(pool.envs) for pool in pools.values())
     stats.update(generate_calls=timed.calls, policy_s=timed.seconds, wall_s=time.perf_counter() - t0)
     return stats

@@ -22,7 +22,8 @@ from .config import Config, ConfigError, load_config
 from .trajectory import read_json, write_json_atomic
 
 # Knobs that change speed, not results: a resumed run may change them freely.
-THROUGHPUT_KEYS = {"trees_in_flight", "episodes_in_flight", "critiques_in_flight", "generate_batch_size"}
+THROUGHPUT_KEYS = {"trees_in_flight", "episodes_in_flight", "critiques_in_flight", "generate_batch_size",
+                   "prefix_cache_mb"}
 
 
 # --- bookkeeping --------------------------------------------------------------------------------------------
@@ -102,8 +103,8 @@ def actor_settings(cfg: Config):
     m = cfg.model
     return ActorSettings(model=m.name, quantization=m.quantization, compute_dtype=m.compute_dtype, device=m.device,
                          max_context_tokens=m.max_context_tokens, max_new_tokens=m.max_new_tokens,
-                         generate_batch_size=m.generate_batch_size, lora_r=m.lora_r, lora_alpha=m.lora_alpha,
-                         lora_dropout=m.lora_dropout, seed=cfg.seed)
+                         generate_batch_size=m.generate_batch_size, prefix_cache_mb=m.prefix_cache_mb,
+                         lora_r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout, seed=cfg.seed)
 
 
 def adapter_of(cfg: Config, iteration: int) -> Path | None:
@@ -196,10 +197,9 @@ def collect(cfg: Config, iteration: int) -> dict:
                             max_depth=m.max_depth, c_uct=m.c_uct, max_new_tokens=cfg.model.max_new_tokens)
     with stage(cfg, folder) as info:
         actor = load_actor_at(cfg, iteration - 1)
-        for name in cfg.envs:
-            stats = collect_trees(tasks_of(cfg, name, "train"), lambda n=name: make_env_for(cfg, n), actor, settings,
-                                  folder / name, seed=cfg.seed + 1000 * iteration, in_flight=m.trees_in_flight)
-            info[name] = stats
+        tasks = {name: tasks_of(cfg, name, "train") for name in cfg.envs}
+        info.update(collect_trees(tasks, lambda name: make_env_for(cfg, name), actor, settings, folder,
+                                  seed=cfg.seed + 1000 * iteration, in_flight=m.trees_in_flight))
     return info
 
 

@@ -21,6 +21,7 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -83,10 +84,11 @@ def collect(way: str, actor, task_ids, settings: MCTSSettings, args) -> dict:
     torch.manual_seed(args.seed)
     cpu = time.process_time()
     with tempfile.TemporaryDirectory(prefix=f"agentr-bench-{way}-") as out_dir:
-        stats = collect_trees(task_ids, make_env, policy, settings, out_dir, seed=args.seed, in_flight=in_flight,
-                              progress=False)
+        stats = collect_trees({"textcraft": task_ids}, lambda name: make_env(), policy, settings, out_dir,
+                              seed=args.seed, in_flight=in_flight, progress=False)
+        stats.update(stats.pop("envs")["textcraft"])
         stats["cpu_s"] = time.process_time() - cpu
-        stats["prompt_tokens"] = mean_prompt_tokens(actor, out_dir, task_ids)
+        stats["prompt_tokens"] = mean_prompt_tokens(actor, Path(out_dir) / "textcraft", task_ids)
     stats.update(generate_calls=counter.calls, sequences=counter.sequences)
     return stats
 

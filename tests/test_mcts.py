@@ -223,9 +223,14 @@ def test_collect_trees_resume_gives_identical_files(tmp_path):
         return made[-1]
 
     ids = list(range(6))
-    stats = collect_trees(ids, make_env, HashPolicy(), settings, tmp_path / "full", seed=7, in_flight=3,
-                          progress=False)
-    full = {p.name: p.read_bytes() for p in (tmp_path / "full").iterdir()}
+
+    def collect(out, policy, in_flight=4):  # one env here; test_collect_trees_serves_every_env_in_one_run: several
+        stats = collect_trees({"choice": ids}, lambda name: make_env(), policy, settings, out, seed=7,
+                              in_flight=in_flight, progress=False)
+        return {**stats, **stats["envs"]["choice"]}
+
+    stats = collect(tmp_path / "full", HashPolicy(), in_flight=3)
+    full = {p.name: p.read_bytes() for p in (tmp_path / "full" / "choice").iterdir()}
     assert sorted(full) == [f"{i}.json" for i in ids]
     assert stats["trees"] == 6 and stats["skipped"] == 0 and stats["generate_calls"] > 0
     assert stats["envs_made"] <= 3 and len(made) == stats["envs_made"] and all(e.closed for e in made)
@@ -234,23 +239,45 @@ def test_collect_trees_resume_gives_identical_files(tmp_path):
     # a run killed part-way leaves whole files only; the rerun fills in the rest, byte for byte the same
     part = tmp_path / "part"
     with pytest.raises(RuntimeError, match="killed"):
-        collect_trees(ids, make_env, HashPolicy(fail_after=15), settings, part, seed=7, in_flight=3, progress=False)
-    written = {p.name for p in part.iterdir()}
+        collect(part, HashPolicy(fail_after=15), in_flight=3)
+    written = {p.name for p in (part / "choice").iterdir()}
     assert 0 < len(written) < 6 and written <= set(full)
-    stats = collect_trees(ids, make_env, HashPolicy(), settings, part, seed=7, in_flight=2, progress=False)
+    stats = collect(part, HashPolicy(), in_flight=2)
     assert stats["skipped"] == len(written) and stats["trees"] == 6 - len(written)
-    assert {p.name: p.read_bytes() for p in part.iterdir()} == full
+    assert {p.name: p.read_bytes() for p in (part / "choice").iterdir()} == full
 
     # delete one file: only that tree is searched again, same content
-    (part / "4.json").unlink()
+    (part / "choice" / "4.json").unlink()
     policy = HashPolicy()
-    stats = collect_trees(ids, make_env, policy, settings, part, seed=7, progress=False)
+    stats = collect(part, policy)
     assert stats["trees"] == 1 and stats["skipped"] == 5
-    assert (part / "4.json").read_bytes() == full["4.json"]
-    assert collect_trees(ids, make_env, policy, settings, part, seed=7, progress=False)["trees"] == 0
+    assert (part / "choice" / "4.json").read_bytes() == full["4.json"]
+    assert collect(part, policy)["trees"] == 0
 
     # another run seed changes the tie-breaks: some tree's nodes differ
-    other = collect_trees(ids, make_env, HashPolicy(), settings, tmp_path / "other", seed=8, progress=False)
-    assert other["trees"] == 6
-    nodes = lambda d, name: json.loads((d / name).read_text())["nodes"]  # noqa: E731
+    other = collect_trees({"choice": ids}, lambda name: make_env(), HashPolicy(), settings, tmp_path / "other", seed=8,
+                          progress=False)
+    assert other["envs"]["choice"]["trees"] == 6
+    nodes = lambda d, name: json.loads((d / "choice" / name).read_text())["nodes"]  # noqa: E731
     assert any(nodes(tmp_path / "other", n) != nodes(tmp_path / "full", n) for n in full)
+
+
+def test_collect_trees_serves_every_env_in_one_run(tmp_path):
+    """Trees of two envs advance together: their expansions share generate calls, files land per env."""
+    class OtherEnv(ChoiceEnv):
+        name = "other"
+
+    policy = HashPolicy()
+    settings = MCTSSettings(simulations=2, candidates=2, max_depth=3)
+    both = collect_trees({"choice": [0, 1], "other": [0, 2]}, lambda name: OtherEnv() if name == "other" else ChoiceEnv(),
+                         policy, settings, tmp_path / "both", seed=7, in_flight=4, progress=False)
+    assert {n: s["trees"] for n, s in both["envs"].items()} == {"choice": 2, "other": 2}
+    assert sorted(p.name for p in (tmp_path / "both" / "other").iterdir()) == ["0.json", "2.json"]
+    separate = 0
+    for name, ids in (("choice", [0, 1]), ("other", [0, 2])):
+        alone = HashPolicy()
+        collect_trees({name: ids}, lambda n: OtherEnv() if n == "other" else ChoiceEnv(), alone, settings,
+                      tmp_path / "alone", seed=7, in_flight=4, progress=False)
+        separate += alone.calls
+    assert policy.calls < separate  # the envs' expansions rode in the same calls
+    assert (tmp_path / "both" / "choice" / "1.json").read_bytes() == (tmp_path / "alone" / "choice" / "1.json").read_bytes()
