@@ -51,7 +51,7 @@ CHATML_TEMPLATE = (
 )
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end_of_turn|>", "<end_of_turn>", "<|endoftext|>")
 
-QUANTIZATIONS = ("nf4", "none")
+QUANTIZATIONS = ("nf4", "none", "auto")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -63,7 +63,7 @@ class ModelUnavailable(RuntimeError):
 @dataclass
 class ActorSettings:
     model: str = OFFLINE_MODEL  # OFFLINE_MODEL | TINY_RANDOM | hub id | local directory  (params: model.name)
-    quantization: str = "nf4"  # "nf4" (bitsandbytes 4-bit, double quant) | "none"
+    quantization: str = "nf4"  # "nf4" (bitsandbytes 4-bit, double quant) | "none" | "auto" (see pick_quantization)
     compute_dtype: str = "auto"  # "auto" | "bf16" | "fp16" | "fp32"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     max_context_tokens: int = 2048  # prompt + reply budget; longer conversations lose their oldest steps
@@ -158,6 +158,19 @@ def pick_dtype(settings: ActorSettings, device: torch.device) -> torch.dtype:
         raise ModelUnavailable(f"model.compute_dtype is 'bf16' but this {device.type.upper()} has no bf16 support: "
                                "set model.compute_dtype to 'auto', 'fp32' or 'fp16'")
     return DTYPES[settings.compute_dtype]
+
+
+def pick_quantization(settings: ActorSettings, device: torch.device) -> str:
+    """"auto": NF4 where it is the fast path, full precision where it is not.
+
+    NF4 dequantises every weight on every use. On a GPU, or a CPU with native bf16 (AVX512-bf16/AMX), that is cheaper
+    than moving full-precision weights (measured on such a CPU, SmolLM2-135M: generate 56 vs 39 tok/s, QLoRA train
+    215 vs 132 tok/s). On a CPU without bf16 it is the other way round (measured on a 2-core AVX2 EPYC: prefill about
+    equal, decode 20 % slower, LoRA train 74 vs 108 tok/s at 1024 tokens), so "auto" keeps full precision there.
+    """
+    if settings.quantization != "auto":
+        return settings.quantization
+    return "nf4" if device.type == "cuda" or cpu_supports_bf16() else "none"
 
 
 def nf4_config(compute_dtype: torch.dtype):
@@ -332,7 +345,7 @@ def load_base(settings: ActorSettings):
 def _from_pretrained(auto_cls, source, settings: ActorSettings, device, dtype, local_only: bool):
     kwargs = dict(dtype=dtype, local_files_only=local_only, device_map={"": device.index or 0}
                   if device.type == "cuda" else {"": "cpu"})
-    if settings.quantization == "nf4":
+    if pick_quantization(settings, device) == "nf4":
         kwargs["quantization_config"] = nf4_config(dtype)
     with _no_progress_bars():
         return auto_cls.from_pretrained(source, **kwargs)

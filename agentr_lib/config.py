@@ -27,7 +27,8 @@ class Section(BaseModel):
 
 class ModelCfg(Section):
     name: str = "smollm2-135m"  # "smollm2-135m" (offline GGUF) | "tiny-random" (tests) | hub id | local dir
-    quantization: Literal["nf4", "none"] = "nf4"  # QLoRA everywhere: bitsandbytes NF4 runs on CPU too
+    # QLoRA everywhere: bitsandbytes NF4 runs on CPU too; "auto" = NF4 where it is faster (CUDA, CPUs with bf16)
+    quantization: Literal["nf4", "none", "auto"] = "nf4"
     compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_context_tokens: int = Field(2048, ge=256)
@@ -58,6 +59,9 @@ class WarmstartCfg(Section):
     demos_per_env: int = Field(40, ge=1)
     epochs: int = Field(3, ge=1)
     learning_rate: float = Field(2e-4, gt=0)
+    # Many small steps teach a format faster than a few averaged ones: accumulation 1 by default here.
+    grad_accum: int = Field(1, ge=1)
+    max_length: int | None = Field(None, ge=128)  # None: train.max_length
 
 
 class MCTSCfg(Section):

@@ -171,8 +171,9 @@ def warmstart(cfg: Config) -> dict:
         finally:
             env.close()
     with stage(cfg, folder, demos=len(samples)) as info:
-        info.update(_train(cfg, samples, folder, iteration=0, epochs=cfg.warmstart.epochs,
-                           learning_rate=cfg.warmstart.learning_rate))
+        w = cfg.warmstart
+        info.update(_train(cfg, samples, folder, iteration=0, epochs=w.epochs, learning_rate=w.learning_rate,
+                           grad_accum=w.grad_accum, max_length=w.max_length or cfg.train.max_length))
     return info
 
 
@@ -253,7 +254,8 @@ def train(cfg: Config, iteration: int) -> dict:
     return info
 
 
-def _train(cfg: Config, samples: list[dict], folder: Path, iteration: int, epochs: int, learning_rate: float) -> dict:
+def _train(cfg: Config, samples: list[dict], folder: Path, iteration: int, epochs: int, learning_rate: float,
+           grad_accum: int | None = None, max_length: int | None = None) -> dict:
     """Continue the actor of iteration-1 (or the base model for warm-start) and publish its adapter."""
     from .train import TrainSettings, train_sft
     previous = iteration - 1 if iteration > 0 else None
@@ -264,7 +266,8 @@ def _train(cfg: Config, samples: list[dict], folder: Path, iteration: int, epoch
         return {"samples": 0, "note": "no training samples; adapter copied unchanged"}
     t = cfg.train
     settings = TrainSettings(epochs=epochs, learning_rate=learning_rate, batch_size=t.batch_size,
-                             grad_accum=t.grad_accum, max_length=t.max_length, warmup_ratio=t.warmup_ratio,
+                             grad_accum=grad_accum or t.grad_accum, max_length=max_length or t.max_length,
+                             warmup_ratio=t.warmup_ratio,
                              lr_scheduler=t.lr_scheduler, seed=cfg.seed)
     metrics = train_sft(actor.model, actor.tokenizer, samples, settings, folder)
     return {"samples": len(samples), **{k: v for k, v in metrics.items() if not isinstance(v, list)}}
@@ -277,47 +280,55 @@ def _load_base_trainable(cfg: Config):
 
 # --- 04 evaluate ----------------------------------------------------------------------------------------------
 def evaluate(cfg: Config, iteration: int) -> dict:
-    """Held-out episodes with the actor of `iteration` (0 = baseline), then error recovery on baseline failures.
+    """Held-out episodes with the actor of `iteration` (0 = baseline), and error recovery on baseline failures.
 
-    Episodes of every env are in flight together, so one batched generate call serves all of them.
+    Episodes of every env are in flight together, so one batched generate call serves all of them; after the
+    baseline, the recovery episodes (whose starting points are known) ride along too.
     """
-    from .evaluate import load_episodes, recovery_prefix, summarize
+    from .evaluate import load_episodes, summarize
     folder = stage_dir(cfg, "eval", iteration)
     if is_done(folder):
         return read_json(folder / "metrics.json")
     e = cfg.evaluate
     with stage(cfg, folder) as info:
         actor = load_actor_at(cfg, iteration)
-        jobs = {name: [(t, {}) for t in tasks_of(cfg, name, "test")] for name in cfg.envs}
-        _run_episodes(cfg, actor, jobs, folder, e.max_rounds, "evaluate")
+        plays = [(name, t, folder / name, e.max_rounds, {}) for name in cfg.envs for t in tasks_of(cfg, name, "test")]
+        if e.recovery and iteration > 0:
+            plays += _recovery_plays(cfg, folder / "recovery")
+        _play(cfg, actor, plays, "evaluate")
+        if e.recovery and iteration == 0:  # the baseline's own failures: known only now
+            _play(cfg, actor, _recovery_plays(cfg, folder / "recovery"), "recovery")
         per_env = {name: load_episodes(folder / name) for name in cfg.envs}
         metrics = {"iteration": iteration, **summarize(per_env, cfg.seed)}
-        if e.recovery:  # Table 3: the baseline's failures, cut at a random step, continued by this actor
-            failures = {name: [(ep.task_id, {"prefix": recovery_prefix(ep, cfg.seed)})
-                               for ep in load_episodes(stage_dir(cfg, "eval", 0) / name) if ep.score <= 0]
-                        for name in cfg.envs}
-            _run_episodes(cfg, actor, failures, folder / "recovery", e.recovery_max_rounds, "recovery")
+        if e.recovery:
             metrics["recovery"] = summarize({n: load_episodes(folder / "recovery" / n) for n in cfg.envs}, cfg.seed)
         write_json_atomic(folder / "metrics.json", metrics)
         info.update(episodes=sum(len(v) for v in per_env.values()))
     return metrics
 
 
-def _run_episodes(cfg: Config, actor, jobs: dict[str, list[tuple[int, dict]]], out: Path, max_rounds: int,
-                  label: str) -> None:
-    """Play the (task, kwargs) episodes of every env together; one file per episode, finished ones skipped."""
+def _recovery_plays(cfg: Config, out: Path) -> list[tuple]:
+    """Table 3: the baseline's failures, cut at a random step, to be continued by the actor under test."""
+    from .evaluate import load_episodes, recovery_prefix
+    return [(name, ep.task_id, out / name, cfg.evaluate.recovery_max_rounds, {"prefix": recovery_prefix(ep, cfg.seed)})
+            for name in cfg.envs for ep in load_episodes(stage_dir(cfg, "eval", 0) / name) if ep.score <= 0]
+
+
+def _play(cfg: Config, actor, plays: list[tuple], label: str) -> None:
+    """Play (env, task, out_dir, max_rounds, kwargs) episodes together; one file per episode, finished ones skipped."""
     from contextlib import ExitStack
     from .batching import EnvPool, run_jobs
     from .evaluate import episode_job
-    todo = {name: [(t, kw) for t, kw in items if not (out / name / f"{t}.json").exists()]
-            for name, items in jobs.items()}
+    todo = [p for p in plays if not (p[2] / f"{p[1]}.json").exists()]
+
+    def play(pool, task_id, out, max_rounds, kwargs):
+        episode = yield from pool.borrowing(episode_job, task_id, max_rounds, cfg.evaluate.temperature, **kwargs)
+        write_json_atomic(out / f"{task_id}.json", episode.to_dict())
+
     with ExitStack() as stack:
-        pools = {name: stack.enter_context(EnvPool(lambda n=name: make_env_for(cfg, n))) for name in todo}
-        episodes = (pools[name].borrowing(episode_job, t, max_rounds, cfg.evaluate.temperature, **kw)
-                    for name, items in todo.items() for t, kw in items)
-        run_jobs(episodes, actor, in_flight=cfg.evaluate.episodes_in_flight, progress=label,
-                 total=sum(map(len, todo.values())),
-                 on_result=lambda ep: write_json_atomic(out / ep.env / f"{ep.task_id}.json", ep.to_dict()))
+        pools = {name: stack.enter_context(EnvPool(lambda n=name: make_env_for(cfg, n))) for name in cfg.envs}
+        run_jobs((play(pools[name], *rest) for name, *rest in todo), actor, in_flight=cfg.evaluate.episodes_in_flight,
+                 progress=label, total=len(todo))
 
 
 # --- 05 report ------------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
   naive    one `generate` call per candidate, one after another (n * k calls, batch 1)
   repeat   one batched `generate` call on the n prompts each repeated k times (what num_return_sequences does:
            HF expands the batch before prefill, so every copy is prefilled)
-  fork     the actor's way: prefill the n prompts once, repeat their KV cache k times, decode n * k sequences
-  actor    `Actor.generate` end to end (fork + stop after the Action line + reply cutting), for reference
+  fork     prefill the n prompts once, repeat their KV cache k times, decode n * k sequences
+  reuse    fork, where each prompt's previous step was seen before (the actor's prefix store: only the newest
+           reply + observation are prefilled, as along an episode or from an MCTS parent to its child)
+  actor    `Actor.generate` end to end (reuse + stop after the Action line + reply cutting), for reference
 
 Every variant decodes exactly `--new-tokens` tokens per sequence (end-of-turn suppressed), so the work is equal and
 tok/s compare. Defaults are small (about 2-3 min on 2 CPU cores); scale up with the flags. From the repository root:
@@ -19,7 +21,7 @@ import time
 
 import torch
 
-from agentr_lib.actor import ActorSettings, load_actor, prefill, cache_kwarg
+from agentr_lib.actor import ActorSettings, cache_kwarg, load_actor
 from agentr_lib.trajectory import Step, conversation
 
 INSTRUCTION = ("You are given a few useful crafting recipes to craft items in Minecraft. Crafting commands are of the "
@@ -65,12 +67,22 @@ def repeat(actor, convs, k, new_tokens):
 
 
 @torch.inference_mode()
-def fork(actor, convs, k, new_tokens):
-    batch = encode(actor, convs)
-    ids, mask = batch.input_ids, batch.attention_mask
-    cache = prefill(actor.model, ids[:, :-1], mask[:, :-1], repeats=k)
+def fork(actor, convs, k, new_tokens, reuse=False):
+    rows = [actor.tokenizer(actor.prompt_text(c), add_special_tokens=False).input_ids for c in convs]
+    reusing, actor.reuses_prefixes = actor.reuses_prefixes, reuse
+    try:
+        ids, mask, cache = actor._prefill(rows)
+    finally:
+        actor.reuses_prefixes = reusing
+    cache.batch_repeat_interleave(k)
     actor.model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
                          **{cache_kwarg(actor.model): cache}, **sample_kwargs(actor, new_tokens))
+
+
+def seen_previous_steps(actor, convs):
+    """Fill the prefix store with each conversation minus its last (reply, observation) pair."""
+    actor.forget_prefixes()
+    actor.generate([c[:-2] for c in convs], num_samples=1, temperature=1.0, max_new_tokens=1)
 
 
 def main():
@@ -83,7 +95,7 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=500)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "repeat", "fork", "actor"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "repeat", "fork", "reuse", "actor"])
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,12 +112,15 @@ def main():
     fork(actor, convs[:1], 2, 2)  # warm-up: first-call allocations and lazy initialisation
 
     variants = {"naive": naive, "repeat": repeat, "fork": fork,
+                "reuse": lambda a, c, k, n: fork(a, c, k, n, reuse=True),
                 "actor": lambda a, c, k, n: a.generate(c, num_samples=k, temperature=1.0, max_new_tokens=n)}
     generated = args.prompts * args.samples * args.new_tokens
     times = {}
     for name, run in variants.items():
         if name in args.skip:
             continue
+        if name in ("reuse", "actor"):
+            seen_previous_steps(actor, convs)  # not timed: the earlier step of every episode
         start = time.perf_counter()
         run(actor, convs, args.samples, args.new_tokens)
         times[name] = time.perf_counter() - start

@@ -203,3 +203,13 @@ def test_offline_smollm2_writes_a_reply():
                                  {"role": "user", "content": "What is the capital of France?"}]], temperature=0)
     print(f"SmolLM2 load {loaded:.1f} s, reply {reply!r}")
     assert actor.is_quantized and any(ch.isalpha() for ch in reply)
+
+
+def test_auto_quantization_is_nf4_only_where_it_is_the_fast_path(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(actor_mod, "cpu_supports_bf16", lambda: False)
+    assert actor_mod.pick_quantization(tiny(quantization="auto"), cpu) == "none"
+    assert actor_mod.pick_quantization(tiny(quantization="auto"), gpu) == "nf4"
+    assert actor_mod.pick_quantization(tiny(quantization="nf4"), cpu) == "nf4"  # asked for: always honoured
+    monkeypatch.setattr(actor_mod, "cpu_supports_bf16", lambda: True)
+    assert actor_mod.pick_quantization(tiny(quantization="auto"), cpu) == "nf4"

@@ -7,7 +7,7 @@ from agentr_lib.config import ConfigError, from_dict, load_config
     ({"mcts": {"simulatons": 3}}, "unknown key 'mcts.simulatons'; allowed here: simulations"),
     ({"tasks": {"textcraft": {"trian": 3}}}, "unknown key 'tasks.textcraft.trian'; allowed here: train, test"),
     ({"tasks": {"minecraft": {}}}, "unknown key 'tasks.minecraft'; allowed here: textcraft, sciworld, webshop"),
-    ({"model": {"quantization": "int8"}}, "bad value for 'model.quantization': 'int8'; allowed: 'nf4' or 'none'"),
+    ({"model": {"quantization": "int8"}}, "bad value for 'model.quantization': 'int8'; allowed: 'nf4', 'none' or 'auto'"),
     ({"envs": ["alfworld"]}, "bad value for 'envs.0': 'alfworld'; allowed:"),
     ({"revision": {"alpha": [1.5]}}, "bad value for 'revision.alpha'"),
     ({"iterations": -1}, "bad value for 'iterations'"),
