@@ -1,9 +1,10 @@
 """MCTS tree collection, the naive way vs the kit's way, measured in one run on the same TextCraft tasks and seeds.
 
   naive  one tree at a time (in_flight 1); every candidate is its own `generate` call (num_samples 1, so each
-         candidate prefills the whole prompt again); the env restores a node by reset + replay
+         candidate prefills the whole prompt again; no KV kept between calls); the env restores a node by replay
   kit    `collect_trees` as the pipeline runs it: the pending expansions of all trees in flight go into one batched
-         call, the k candidates of a node share one prefill (prefill once, fork the KV cache), restore by copy
+         call, the k candidates of a node share one prefill (prefill once, fork the KV cache), a child's prompt
+         reuses the stored KV of its parent's (only the new reply + observation are prefilled), restore by copy
 
 Both ways run the same search code (`collect_trees`), with the same run seed (UCT tie-breaks) and the same torch
 seed. The replies are sampled, though, and the two ways draw them in a different order, so their trees differ:
@@ -77,6 +78,8 @@ def mean_prompt_tokens(actor, out_dir, task_ids) -> float:
 
 def collect(way: str, actor, task_ids, settings: MCTSSettings, args) -> dict:
     counter = CountingPolicy(actor)
+    actor.forget_prefixes()
+    actor.reuses_prefixes = way == "kit"
     if way == "naive":
         policy, make_env, in_flight = OneCallPerCandidate(counter), ReplayOnlyTextCraft, 1
     else:
