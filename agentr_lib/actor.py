@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 import torch
 from transformers import StoppingCriteria
 
-from .kv_cache import PrefixStore, assemble, num_layers, row_kv, shared_prefixes, supports_prefix_reuse
+from .kv_cache import PrefixStore, assemble, new_cache, row_kv, shared_prefixes, supports_prefix_reuse
 from .trajectory import parse_action, trim_context  # noqa: F401  (parse_action is re-exported for callers)
 
 OFFLINE_MODEL = "smollm2-135m"
@@ -500,7 +500,7 @@ class Actor:
         if store:
             self._store_shared_prefixes(heads)
         reuse = [self.prefixes.longest(h) if store else (0, None) for h in heads]
-        ids, mask, cache, width = assemble(rows, reuse, self.tokenizer.pad_token_id, num_layers(self.model),
+        ids, mask, cache, width = assemble(rows, reuse, self.tokenizer.pad_token_id, new_cache(self._base_model()),
                                            self.device)
         if ids.shape[1] - 1 > width:
             positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # generate's rule: count real tokens only

@@ -125,12 +125,19 @@ def shared_prefixes(rows: list[list[int]], min_tokens: int) -> list[list[int]]:
     return [list(p) for p in sorted(roots)]
 
 
-def assemble(rows: list[list[int]], reuse: list[tuple[int, list | None]], pad_id: int, n_layers: int,
-             device) -> tuple[torch.Tensor, torch.Tensor, GrowingCache, int]:
+def new_cache(model):
+    """A GrowingCache where every layer attends to the whole context, else transformers' own cache for the model."""
+    if supports_prefix_reuse(model):
+        return GrowingCache(num_layers(model))
+    return DynamicCache(config=model.config)
+
+
+def assemble(rows: list[list[int]], reuse: list[tuple[int, list | None]], pad_id: int, cache,
+             device) -> tuple[torch.Tensor, torch.Tensor, DynamicCache, int]:
     """Lay out `rows` (token ids) as one batch on top of their reused prefixes (see the module docstring).
 
-    Returns (input_ids, attention_mask, cache holding the reused part, C = the reused part's width); the columns
-    from C on are not in the cache yet.
+    Returns (input_ids, attention_mask, `cache` (empty on entry) now holding the reused part, C = the reused part's
+    width); the columns from C on are not in the cache yet.
     """
     width = max(n for n, _ in reuse)
     rest = max(len(ids) - n for ids, (n, _) in zip(rows, reuse))
@@ -143,10 +150,9 @@ def assemble(rows: list[list[int]], reuse: list[tuple[int, list | None]], pad_id
         if tail:
             ids[i, width + rest - len(tail):] = torch.tensor(tail, dtype=torch.long)
             mask[i, width + rest - len(tail):] = 1
-    cache = GrowingCache(n_layers)
     if width:
         example = next(kv for n, kv in reuse if kv is not None)
-        for layer in range(n_layers):
+        for layer in range(len(example)):
             k0, v0 = example[layer]
             keys = k0.new_zeros((len(rows), k0.shape[0], width, k0.shape[-1]))
             values = torch.zeros_like(keys)

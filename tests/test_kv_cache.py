@@ -85,3 +85,15 @@ def test_shared_prefixes_are_the_shortest_common_roots():
     rows = [instruction + [1, 2], instruction + [1, 3], instruction + [7], [9] * 50, [9] * 40 + [8], [5] * 60]
     assert shared_prefixes(rows, min_tokens=32) == [instruction, [9] * 40]
     assert shared_prefixes(rows, min_tokens=41) == [instruction + [1]]
+
+
+def test_sliding_window_models_keep_their_own_cache_and_no_reuse():
+    from transformers import DynamicCache, MistralConfig, MistralForCausalLM
+    from agentr_lib.kv_cache import new_cache, supports_prefix_reuse
+    config = MistralConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=16)
+    windowed = MistralForCausalLM(config)
+    assert not supports_prefix_reuse(windowed)
+    assert type(new_cache(windowed)) is DynamicCache
+    full = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none"))
+    assert supports_prefix_reuse(full.model) and isinstance(new_cache(full.model), GrowingCache)
