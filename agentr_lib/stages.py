@@ -139,17 +139,26 @@ def tasks_of(cfg: Config, env_name: str, split: str) -> list[int]:
 
 
 # --- 00 warm-start ----------------------------------------------------------------------------------------------
-def demo_sample(env, demo) -> dict:
-    """A scripted expert episode as a training conversation (loss on every agent turn)."""
-    from .trajectory import Step, conversation
+def demo_samples(env, demo, fits) -> list[dict]:
+    """A scripted expert episode as training conversations (loss on every agent turn).
+
+    Training keeps a conversation's first max_length tokens, so a long episode (a WebShop session, a SciWorld
+    protocol) would never show its last actions (the Buy): such an episode also gives a second conversation, trimmed
+    as the actor's own context is at inference (old turns dropped, `trim_context`), that ends with its last action.
+    The first action is in both (trim_context keeps it).
+    """
+    from .trajectory import Step, conversation, trim_context
     first = env.reset(demo.task_id)
     steps = []
     for thought, action in zip(demo.thoughts, demo.actions):
         result = env.step(action)
         steps.append(Step(f"Thought: {thought}\nAction: {action}", action, result.observation, result.reward,
                           result.done))
-    return {"messages": conversation(env.instruction, first, steps, loss=True), "kind": "demo", "env": env.name,
-            "task_id": demo.task_id}
+    messages = conversation(env.instruction, first, steps, loss=True)
+    sample = {"messages": messages, "kind": "demo", "env": env.name, "task_id": demo.task_id}
+    if fits(messages):
+        return [sample]
+    return [sample, {**sample, "messages": trim_context(messages, fits), "kind": "demo_end"}]
 
 
 def warmstart(cfg: Config) -> dict:
@@ -160,20 +169,24 @@ def warmstart(cfg: Config) -> dict:
     if not cfg.warmstart.enabled:
         return {"skipped": "warmstart.enabled is false"}
     from .envs import select_tasks
-    samples = []
-    for name in cfg.envs:
-        env = make_env_for(cfg, name)
-        try:
-            used = set(select_tasks(env, "train", cfg.tasks_for(name).train, seed=cfg.seed))
-            pool = [t for t in env.task_ids("train") if t not in used]  # demos never show an MCTS task
-            chosen = select_tasks(_Subset(env, pool), "train", cfg.warmstart.demos_per_env, seed=cfg.seed + 1)
-            samples += [demo_sample(env, env.demonstrate(t)) for t in chosen]
-        finally:
-            env.close()
-    with stage(cfg, folder, demos=len(samples)) as info:
-        w = cfg.warmstart
+    w = cfg.warmstart
+    max_length = w.max_length or cfg.train.max_length
+    with stage(cfg, folder) as info:
+        actor = _load_base_trainable(cfg)
+        fits = lambda messages: actor.count_tokens(messages) <= max_length  # noqa: E731
+        samples = []
+        for name in cfg.envs:
+            env = make_env_for(cfg, name)
+            try:
+                used = set(select_tasks(env, "train", cfg.tasks_for(name).train, seed=cfg.seed))
+                pool = [t for t in env.task_ids("train") if t not in used]  # demos never show an MCTS task
+                chosen = select_tasks(_Subset(env, pool), "train", w.demos_per_env, seed=cfg.seed + 1)
+                samples += [s for t in chosen for s in demo_samples(env, env.demonstrate(t), fits)]
+            finally:
+                env.close()
+        info.update(demos=sum(s["kind"] == "demo" for s in samples))
         info.update(_train(cfg, samples, folder, iteration=0, epochs=w.epochs, learning_rate=w.learning_rate,
-                           grad_accum=w.grad_accum, max_length=w.max_length or cfg.train.max_length))
+                           grad_accum=w.grad_accum, max_length=max_length, actor=actor))
     return info
 
 
@@ -255,12 +268,11 @@ def train(cfg: Config, iteration: int) -> dict:
 
 
 def _train(cfg: Config, samples: list[dict], folder: Path, iteration: int, epochs: int, learning_rate: float,
-           grad_accum: int | None = None, max_length: int | None = None) -> dict:
-    """Continue the actor of iteration-1 (or the base model for warm-start) and publish its adapter."""
+           grad_accum: int | None = None, max_length: int | None = None, actor=None) -> dict:
+    """Continue the actor of iteration-1 (or `actor`, the base model for warm-start) and publish its adapter."""
     from .train import TrainSettings, train_sft
-    previous = iteration - 1 if iteration > 0 else None
-    actor = (load_actor_at(cfg, previous, trainable=True) if previous is not None
-             else _load_base_trainable(cfg))
+    if actor is None:
+        actor = load_actor_at(cfg, iteration - 1, trainable=True)
     if not samples:  # nothing to learn from: the actor stays as it was (reported, not hidden)
         actor.save_adapter(folder / "adapter")
         return {"samples": 0, "note": "no training samples; adapter copied unchanged"}
