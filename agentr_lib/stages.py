@@ -279,8 +279,7 @@ def _train(cfg: Config, samples: list[dict], folder: Path, iteration: int, epoch
     t = cfg.train
     settings = TrainSettings(epochs=epochs, learning_rate=learning_rate, batch_size=t.batch_size,
                              grad_accum=grad_accum or t.grad_accum, max_length=max_length or t.max_length,
-                             warmup_ratio=t.warmup_ratio,
-                             lr_scheduler=t.lr_scheduler, seed=cfg.seed)
+                             warmup_ratio=t.warmup_ratio, lr_scheduler=t.lr_scheduler, seed=cfg.seed)
     metrics = train_sft(actor.model, actor.tokenizer, samples, settings, folder)
     return {"samples": len(samples), **{k: v for k, v in metrics.items() if not isinstance(v, list)}}
 
