@@ -11,6 +11,7 @@ A *policy* is anything with `generate(conversations, num_samples, temperature, m
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -123,3 +124,10 @@ class EnvPool:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextmanager
+def env_pools(names: Iterable[str], make_env: Callable[[str], Any]) -> Iterator[dict[str, EnvPool]]:
+    """One EnvPool per env name (jobs of several envs in flight together); all closed at the end."""
+    with ExitStack() as stack:
+        yield {name: stack.enter_context(EnvPool(lambda n=name: make_env(n))) for name in names}

@@ -101,14 +101,18 @@ class PrefixStore:
         key = tuple(ids)
         if self.max_bytes <= 0 or key in self.entries:
             return
-        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        size = _nbytes(kv)
         if size > self.max_bytes:
             return
         self.entries[key] = kv
         self.bytes += size
         while self.bytes > self.max_bytes:
             _, old = self.entries.popitem(last=False)
-            self.bytes -= sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in old)
+            self.bytes -= _nbytes(old)
+
+
+def _nbytes(kv: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    return sum(t.numel() * t.element_size() for pair in kv for t in pair)
 
 
 def common_length(a, b) -> int:
@@ -153,7 +157,7 @@ def assemble(rows: list[list[int]], reuse: list[tuple[int, list | None]], pad_id
     if width:
         example = next(kv for n, kv in reuse if kv is not None)
         for layer in range(len(example)):
-            k0, v0 = example[layer]
+            k0 = example[layer][0]
             keys = k0.new_zeros((len(rows), k0.shape[0], width, k0.shape[-1]))
             values = torch.zeros_like(keys)
             for i, (n, kv) in enumerate(reuse):

@@ -27,11 +27,10 @@ import math
 import random
 import time
 from collections.abc import Callable, Generator, Mapping
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .batching import EnvPool, Policy, Request, run_jobs
+from .batching import Policy, Request, env_pools, run_jobs
 from .envs.base import TextEnv
 from .trajectory import Step, conversation, parse_action, read_json, trim_context, write_json_atomic
 
@@ -329,8 +328,7 @@ def collect_trees(tasks: Mapping[str, list[int]], make_env: Callable[[str], Text
             s[key] += summary[key]
         s["rewarded_trees"] += summary["rewarded"]
 
-    with ExitStack() as stack:
-        pools = {name: stack.enter_context(EnvPool(lambda n=name: make_env(n))) for name in todo}
+    with env_pools(todo, make_env) as pools:
         jobs = (pools[name].borrowing(job, name, t) for name, ids in todo.items() for t in ids)
         try:
             run_jobs(jobs, timed, in_flight=in_flight, on_result=tally, progress="MCTS" if progress else None,

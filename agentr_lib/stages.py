@@ -327,8 +327,7 @@ def _recovery_plays(cfg: Config, out: Path) -> list[tuple]:
 
 def _play(cfg: Config, actor, plays: list[tuple], label: str) -> None:
     """Play (env, task, out_dir, max_rounds, kwargs) episodes together; one file per episode, finished ones skipped."""
-    from contextlib import ExitStack
-    from .batching import EnvPool, run_jobs
+    from .batching import env_pools, run_jobs
     from .evaluate import episode_job
     todo = [p for p in plays if not (p[2] / f"{p[1]}.json").exists()]
 
@@ -336,8 +335,7 @@ def _play(cfg: Config, actor, plays: list[tuple], label: str) -> None:
         episode = yield from pool.borrowing(episode_job, task_id, max_rounds, cfg.evaluate.temperature, **kwargs)
         write_json_atomic(out / f"{task_id}.json", episode.to_dict())
 
-    with ExitStack() as stack:
-        pools = {name: stack.enter_context(EnvPool(lambda n=name: make_env_for(cfg, n))) for name in cfg.envs}
+    with env_pools(cfg.envs, lambda name: make_env_for(cfg, name)) as pools:
         run_jobs((play(pools[name], *rest) for name, *rest in todo), actor, in_flight=cfg.evaluate.episodes_in_flight,
                  progress=label, total=len(todo))
 
