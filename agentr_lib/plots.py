@@ -23,7 +23,7 @@ def score_by_iteration(evals: dict[int, dict], variant: str = "agent_r", path=No
     fig, axes = plt.subplots(1, len(envs), figsize=(4 * len(envs), 3.4), squeeze=False)
     reference = paper.table6(variant)
     for ax, env in zip(axes[0], envs):
-        its = sorted(k for k in evals if env in _envs_of(evals[k], key))
+        its = sorted(k for k in evals if _envs_of(evals[k], key).get(env, {}).get("n", 1) > 0)  # n 0: no point
         ys = [_envs_of(evals[k], key)[env]["score"] for k in its]
         lo = [y - _envs_of(evals[k], key)[env]["ci"][0] for k, y in zip(its, ys)]
         hi = [_envs_of(evals[k], key)[env]["ci"][1] - y for k, y in zip(its, ys)]

@@ -33,11 +33,18 @@ def score_table(evals: dict[int, dict], variant: str = "agent_r", key: str = "en
     for k in sorted(evals):
         part = evals[k].get(key) or {}
         for env, m in (part if key == "envs" else part.get("envs", {})).items():
-            rows.append({"iteration": k, "env": env, "ours": round(m["score"], 2),
-                         "95% CI": f"[{m['ci'][0]:.1f}, {m['ci'][1]:.1f}]", "n": m["n"],
-                         "paper (Llama-3.1-8B)": reference.get(k, {}).get(env), "turns": round(m["turns"], 1),
-                         "loop rate": round(m["loop_rate"], 2)})
+            measured = m["n"] > 0  # e.g. no recovery episode: the baseline failed no task of this env
+            rows.append({"iteration": k, "env": env, "ours": round(m["score"], 2) if measured else None,
+                         "95% CI": f"[{m['ci'][0]:.1f}, {m['ci'][1]:.1f}]" if measured else None, "n": m["n"],
+                         "paper (Llama-3.1-8B)": reference.get(k, {}).get(env),
+                         "turns": round(m["turns"], 1) if measured else None,
+                         "loop rate": round(m["loop_rate"], 2) if measured else None})
     return pd.DataFrame(rows)
+
+
+def as_markdown(table: pd.DataFrame) -> str:
+    """A table for report.md, with a dash where there is nothing to show (not "nan")."""
+    return table.astype(object).where(table.notna(), "—").to_markdown(index=False)
 
 
 def revision_table(revisions: dict[int, dict]) -> pd.DataFrame:
@@ -87,12 +94,12 @@ def _markdown(cfg: Config, evals, revisions, figures) -> str:
              "Llama-3.1-8B-Instruct with full fine-tuning on its full task sets (Table 6 multi-task, Table 3): a "
              "small model on a few tasks is expected to score far below them.", "",
              "## Held-out scores per iteration (iteration 0 = starting actor)", "",
-             scores.to_markdown(index=False) if not scores.empty else "(no evaluation yet)", ""]
+             as_markdown(scores) if not scores.empty else "(no evaluation yet)", ""]
     if not recovery.empty:
-        parts += ["## Error recovery (Table 3)", "", recovery.to_markdown(index=False), ""]
+        parts += ["## Error recovery (Table 3)", "", as_markdown(recovery), ""]
     if revisions:
         parts += ["## Collected trajectories and revision lengths (Table 1, Figure 5)", "",
-                  revision_table(revisions).to_markdown(index=False), ""]
+                  as_markdown(revision_table(revisions)), ""]
     parts += [f"![{n}]({n}.png)" for n in figures]
     return "\n".join(parts) + "\n"
 
