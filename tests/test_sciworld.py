@@ -110,6 +110,21 @@ def test_splits(env):
         env.task_ids("dev")
 
 
+
+@needs_java
+def test_task_types_filter_both_splits(env):
+    lifespan = SciWorldEnv(task_types=["7-1", "lifespan-shortest-lived"])  # a key and a name
+    try:
+        test, train = lifespan.task_ids("test"), lifespan.task_ids("train")
+        assert test and set(test) < set(env.task_ids("test"))  # Agent-R's test ids that are lifespan tasks
+        assert {lifespan.games[i].task_key for i in test} == {"7-1"}  # 7-2 has no Agent-R test id
+        assert {lifespan.games[i].task_key for i in train} == {"7-1", "7-2"}
+        assert set(train) < set(env.task_ids("train"))
+    finally:
+        lifespan.close()
+    with pytest.raises(ValueError, match="lifespan-longest-lived"):  # the message lists the known types
+        SciWorldEnv(task_types=["7-9"])
+
 @needs_java
 def test_first_observation_is_task_then_room(env):
     obs = env.reset(SHORT_TASK)

@@ -284,12 +284,16 @@ class SciWorldEnv(TextEnv):
     name = "sciworld"
     instruction = INSTRUCTION
 
-    def __init__(self, step_limit: int = STEP_LIMIT, java_options=JAVA_OPTIONS, mapping_cache_size: int = 100_000):
+    def __init__(self, step_limit: int = STEP_LIMIT, java_options=JAVA_OPTIONS, mapping_cache_size: int = 100_000,
+                 task_types: list[str] | None = None):
+        """`task_types`: keep only these tasks ("7-1" or "lifespan-longest-lived") in both splits, e.g. the short
+        lifespan tasks for a small model's study; None keeps all 23 of AgentGym's. Task ids stay AgentGym's."""
         self.step_limit = step_limit
         self._sim = start_simulator(java_options)
         # shuts the JVM down on close(), on garbage collection, and at interpreter exit, whichever comes first
         self._finalizer = weakref.finalize(self, stop_simulator, self._sim)
         self.games = _games(self._sim)
+        self.task_types = None if task_types is None else self._known_types(task_types)
         self.task_id: int | None = None
         self.done = False
         # (state key, normalized action) -> mapped action. The simulator is deterministic, so a state is named by
@@ -305,7 +309,20 @@ class SciWorldEnv(TextEnv):
             raise ValueError(f"sciworld task ids are 0..{len(self.games) - 1}, got {task_id}")
         return self.games[task_id]
 
+    def _known_types(self, task_types) -> frozenset[str]:
+        known = {g.task_key: g.task_name for g in self.games}
+        unknown = [t for t in task_types if t not in known and t not in known.values()]
+        if unknown or not task_types:
+            self.close()
+            raise ValueError(f"unknown sciworld task_types {unknown or task_types}; choose from "
+                             + ", ".join(f"{k} {n}" for k, n in known.items()))
+        return frozenset(known.get(t, t) for t in task_types)  # as names
+
     def task_ids(self, split: str) -> list[int]:
+        ids = self._split_ids(split)
+        return ids if self.task_types is None else [i for i in ids if self.games[i].task_name in self.task_types]
+
+    def _split_ids(self, split: str) -> list[int]:
         """"test": Agent-R's 200 test ids. "train": the ids whose variation is in the package's own train split
         of its task, minus the test ids (2,246 ids). Agent-R released no SciWorld train list (its MCTS walks a few
         variations of each task type and does not exclude test ids); AgentGym's 2,120 train ids are not

@@ -205,12 +205,18 @@ _OPENING = re.compile(r"^(i am|i'm|i would like|i want|i need|find me|get me|can
                       r"to buy|some|an?|the)\s+")
 
 
-def search_keywords(instruction_text: str) -> str:
-    """What a shopper would type: the instruction without its price clause and its opening words."""
+SEARCH_WORDS = 6  # a shopper's query: the instruction's first words (the goal is on page 1 for ~96% of goals)
+
+
+def search_keywords(instruction_text: str, max_words: int = SEARCH_WORDS) -> str:
+    """What a shopper would type: the instruction's first words, without its price clause and opening words.
+
+    Short on purpose: a demonstration teaches the actor to copy this query into its one-line action, and a small
+    model's reply is capped at a few dozen tokens (the whole instruction would be cut off before the `]`)."""
     text = instruction_text.split(", and price lower than")[0].lower().strip()
     while (shorter := _OPENING.sub("", text, count=1)) != text:
         text = shorter
-    return re.sub(r"[\[\]]", " ", text).strip()
+    return " ".join(re.sub(r"[\[\]]", " ", text).split()[:max_words])
 
 
 class _Demonstrator:
@@ -229,24 +235,23 @@ class _Demonstrator:
         self.env.reset(self.task_id)
         target = self.goal["asin"]
         keywords = search_keywords(self.goal["instruction_text"])
-        self.act(f"I need {keywords}. I will search for these words first.", f"search[{keywords}]")
+        self.act("I will search for the main words of the instruction first.", f"search[{keywords}]")
         hits = self.world.engine.search(keywords)
         if target not in hits:
             title = re.sub(r"[\[\]]", " ", self.goal["name"]).lower().strip()
-            self.act("None of these results is quite what I need. I will search for the product by its full name.",
+            self.act("None of these results is what I need. I will search for the full product name.",
                      f"search[{title}]")
             hits = self.world.engine.search(title)
         if not hits:
             return Demonstration(self.task_id, self.thoughts, self.actions)
         pick = target if target in hits else hits[0]
         for _ in range(hits.index(pick) // pages.PRODUCTS_PER_PAGE):
-            self.act("The product I want is not on this page. I will look at the next page.", "click[next >]")
-        self.act(f"{pick} looks like the product the instruction describes. I will open it.",
+            self.act("The product I want is not on this page, so I go to the next page.", "click[next >]")
+        self.act("This result matches the instruction, so I open it.",
                  f"click[{pick.lower()}]")
         for value in self._option_clicks(self.world.by_asin[pick]):
-            self.act(f"The instruction asks for {value}, so I will select it.", f"click[{value}]")
-        self.act("The product and its options match the instruction and the price is within my budget. "
-                 "I will buy it.", "click[buy now]")
+            self.act(f"The instruction asks for {value}, so I select it.", f"click[{value}]")
+        self.act("The product, its options and its price match the instruction, so I buy it.", "click[buy now]")
         return Demonstration(self.task_id, self.thoughts, self.actions)
 
     def _option_clicks(self, product: dict) -> list[str]:
