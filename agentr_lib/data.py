@@ -2,7 +2,7 @@
 
 A *sample* is a plain dict
     {"messages": [{"role", "content", "loss"}, ...], "kind": "good" | "revision" | "direct_revision" | "optimal"
-     | "general" | "demo", "env": str | None, "task_id": ..., **provenance (leaf ids, t_prime, revision_length, ...)}
+     | "general" | "demo" | "demo_window", "env": str | None, "task_id": ..., **provenance (leaf ids, t_prime, revision_length, ...)}
 with the message layout of `trajectory.py`. On disk it is an HF dataset (`save_to_disk`), one row per sample.
 The loss mask is decided in exactly one place: `tokenize_conversation`.
 """
@@ -21,7 +21,7 @@ from datasets import Dataset, load_from_disk
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # the label value that torch's cross-entropy (and every HF causal LM) skips
-KINDS = ("good", "revision", "direct_revision", "optimal", "general", "demo")
+KINDS = ("good", "revision", "direct_revision", "optimal", "general", "demo", "demo_window")
 TOKEN_COLUMNS = ("input_ids", "attention_mask", "labels")
 
 

@@ -143,11 +143,12 @@ def demo_samples(env, demo, fits) -> list[dict]:
     """A scripted expert episode as training conversations (loss on every agent turn).
 
     Training keeps a conversation's first max_length tokens, so a long episode (a WebShop session, a SciWorld
-    protocol) would never show its last actions (the Buy): such an episode also gives a second conversation, trimmed
-    as the actor's own context is at inference (old turns dropped, `trim_context`), that ends with its last action.
-    The first action is in both (trim_context keeps it).
+    protocol) would never teach its later actions (the click on a result, the Buy). A conversation that does not
+    `fit` is cut into windows trimmed as the actor's own context is at inference (old turns dropped,
+    `trim_context`) that together hold every action (`covering_windows`); the first is kind "demo", the rest
+    "demo_window".
     """
-    from .trajectory import Step, conversation, trim_context
+    from .trajectory import Step, conversation, covering_windows
     first = env.reset(demo.task_id)
     steps = []
     for thought, action in zip(demo.thoughts, demo.actions):
@@ -158,7 +159,8 @@ def demo_samples(env, demo, fits) -> list[dict]:
     sample = {"messages": messages, "kind": "demo", "env": env.name, "task_id": demo.task_id}
     if fits(messages):
         return [sample]
-    return [sample, {**sample, "messages": trim_context(messages, fits), "kind": "demo_end"}]
+    return [{**sample, "messages": window, "kind": "demo" if i == 0 else "demo_window"}
+            for i, window in enumerate(covering_windows(messages, fits))]
 
 
 def warmstart(cfg: Config) -> dict:

@@ -93,6 +93,22 @@ def trim_context(messages: list[dict], fits) -> list[dict]:
     return messages
 
 
+def covering_windows(messages: list[dict], fits) -> list[list[dict]]:
+    """Trimmed conversations (`trim_context`) that together hold every assistant turn of `messages` once or more,
+    each ending at an assistant turn, in order. Walking back from the last turn, each window ends at the latest turn
+    no window holds yet, so a long episode is cut into few windows. A window that cannot be trimmed enough (the
+    preamble and first pair alone are too long) is kept as it is."""
+    index = {id(m): i for i, m in enumerate(messages)}
+    windows, held = [], set()
+    for end in reversed(range(PREAMBLE_MESSAGES, len(messages))):
+        if messages[end]["role"] != "assistant" or end in held:
+            continue
+        window = trim_context(messages[:end + 1], fits)
+        held.update(index[id(m)] for m in window)
+        windows.append(window)
+    return windows[::-1]
+
+
 def write_json_atomic(path: str | Path, obj) -> None:
     """Write JSON via a temporary file + rename, so a killed run never leaves half a file."""
     path = Path(path)

@@ -95,6 +95,25 @@ def test_pagination_ten_per_page_at_most_fifty(env):
     assert "[SEP] Page 4 (Total results: 50) [SEP] < Prev [SEP] Next > [SEP]" in env.step("click[< prev]").observation
 
 
+def test_fewer_products_per_page_pages_the_same_results(env):
+    small = WebShopEnv.from_world(env.world, products_per_page=3)
+    assert "3 per page" in small.instruction and "10 per page" in env.instruction
+    for e in (env, small):
+        e.reset(0)
+        e.step("search[black]")
+    first_ten = [c for c in env.available_actions()["clickables"] if c.startswith("b0")]
+    paged = []
+    for _ in range(4):
+        paged += [c for c in small.available_actions()["clickables"] if c.startswith("b0")]
+        small.step("click[next >]")
+    assert paged[:10] == first_ten and len(paged) == 12
+    for task in small.task_ids("train")[:10]:  # the demonstrator pages by 3 too, and still buys the goal
+        small.reset(task)
+        assert [small.step(a) for a in small.demonstrate(task).actions][-1].reward == 1.0
+    with pytest.raises(ValueError):
+        WebShopEnv(products_per_page=0)
+
+
 def test_item_page_options_and_sub_pages(env):
     task = env.task_ids("test")[3]
     env.reset(task)

@@ -45,6 +45,10 @@ Thought: I need a gluten free cake mix under 20 dollars, so I will search for it
 Action: search[gluten free cake mix]"""
 
 
+def _instruction(products_per_page: int) -> str:
+    return INSTRUCTION.replace(f"{pages.PRODUCTS_PER_PAGE} per page", f"{products_per_page} per page")
+
+
 @dataclass
 class Session:
     """The whole mutable state of an episode (the original's user_sessions entry + current page)."""
@@ -73,15 +77,23 @@ class WebShopEnv(TextEnv):
     name = "webshop"
     instruction = INSTRUCTION
 
-    def __init__(self, data_dir: str | None = None, num_products: int | None = 1000, seed: int = SEED):
-        """Generated catalogue by default; `data_dir` = a folder with the original WebShop files (original.py)."""
+    def __init__(self, data_dir: str | None = None, num_products: int | None = 1000, seed: int = SEED,
+                 products_per_page: int = pages.PRODUCTS_PER_PAGE):
+        """Generated catalogue by default; `data_dir` = a folder with the original WebShop files (original.py).
+        `products_per_page`: the original shows 10 (~550 tokens a results page); a small model's short context
+        may want fewer."""
+        if products_per_page < 1:
+            raise ValueError(f"products_per_page must be >= 1, got {products_per_page}")
         self.world: World = load_world(None if data_dir is None else str(data_dir), num_products, seed)
+        self.products_per_page = products_per_page
+        self.instruction = _instruction(products_per_page)
         self.state: Session | None = None
 
     @classmethod
-    def from_world(cls, world: World) -> "WebShopEnv":
+    def from_world(cls, world: World, products_per_page: int = pages.PRODUCTS_PER_PAGE) -> "WebShopEnv":
         env = cls.__new__(cls)
-        env.world, env.state = world, None
+        env.world, env.state, env.products_per_page = world, None, products_per_page
+        env.instruction = _instruction(products_per_page)
         return env
 
     # ------------------------------------------------------------------ tasks
@@ -149,8 +161,8 @@ class WebShopEnv(TextEnv):
             return pages.search_page(instruction)
         if s.page == "results":
             hits = self.world.engine.search(s.keywords)
-            start = (s.page_num - 1) * pages.PRODUCTS_PER_PAGE
-            shown = [self.world.by_asin[a] for a in hits[max(start, 0):start + pages.PRODUCTS_PER_PAGE]]
+            start = (s.page_num - 1) * self.products_per_page
+            shown = [self.world.by_asin[a] for a in hits[max(start, 0):start + self.products_per_page]]
             return pages.results_page(instruction, shown, s.page_num, len(hits))
         if s.page == "item":
             return pages.item_page(instruction, self.world.by_asin[s.asin])
@@ -198,7 +210,7 @@ class WebShopEnv(TextEnv):
         """A scripted shopper that knows the goal: search with the instruction's words, page to the goal product
         (or search its title when the instruction's words miss it; else take the top result), open it, pick each
         wanted option, buy. It runs on a private env, so this env's episode is untouched."""
-        return _Demonstrator(WebShopEnv.from_world(self.world), task_id).run()
+        return _Demonstrator(WebShopEnv.from_world(self.world, self.products_per_page), task_id).run()
 
 
 _OPENING = re.compile(r"^(i am|i'm|i would like|i want|i need|find me|get me|can you find me|please|looking for|"
@@ -245,7 +257,7 @@ class _Demonstrator:
         if not hits:
             return Demonstration(self.task_id, self.thoughts, self.actions)
         pick = target if target in hits else hits[0]
-        for _ in range(hits.index(pick) // pages.PRODUCTS_PER_PAGE):
+        for _ in range(hits.index(pick) // self.env.products_per_page):
             self.act("The product I want is not on this page, so I go to the next page.", "click[next >]")
         self.act("This result matches the instruction, so I open it.",
                  f"click[{pick.lower()}]")
