@@ -34,7 +34,8 @@ from urllib.parse import urlparse
 import torch
 from transformers import StoppingCriteria
 
-from .kv_cache import PrefixStore, assemble, new_cache, row_kv, shared_prefixes, supports_prefix_reuse
+from .kv_cache import (PrefixStore, assemble, new_cache, row_kv, shared_prefixes, supports_prefix_reuse,
+                       tail_groups)
 from .trajectory import parse_action, trim_context  # noqa: F401  (parse_action is re-exported for callers)
 
 OFFLINE_MODEL = "smollm2-135m"
@@ -500,6 +501,11 @@ class Actor:
         if store:
             self._store_shared_prefixes(heads)
         reuse = [self.prefixes.longest(h) if store else (0, None) for h in heads]
+        groups = tail_groups([len(h) - n for h, (n, _) in zip(heads, reuse)]) if store else []
+        if len(groups) > 1:  # prefill rows with alike tails together (stored), then lay out the batch from the store
+            for group in groups:
+                self._prefill([rows[i] for i in group])
+            reuse = [self.prefixes.longest(h) for h in heads]  # whole heads, unless the store had to drop some
         ids, mask, cache, width = assemble(rows, reuse, self.tokenizer.pad_token_id, new_cache(self._base_model()),
                                            self.device)
         if ids.shape[1] - 1 > width:
@@ -508,7 +514,8 @@ class Actor:
                        use_cache=True, logits_to_keep=1, **{cache_kwarg(self.model): cache})
         if store:
             for i, (head, (n, _)) in enumerate(zip(heads, reuse)):
-                self.prefixes.reused_tokens += n
+                if len(groups) <= 1:  # else the group calls counted the reuse
+                    self.prefixes.reused_tokens += n
                 self.prefixes.prefilled_tokens += len(head) - n
                 if len(head) > n:
                     self.prefixes.add(head, row_kv(cache, i, mask[i, :-1].bool()))

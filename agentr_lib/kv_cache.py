@@ -129,6 +129,22 @@ def shared_prefixes(rows: list[list[int]], min_tokens: int) -> list[list[int]]:
     return [list(p) for p in sorted(roots)]
 
 
+def tail_groups(tails: list[int], slack: float = 1.5, min_tokens: int = 64) -> list[list[int]]:
+    """Row indices grouped by how many tokens each must prefill (its tail), so that a group's rows, all computed to
+    the longest tail of the group, waste at most `slack` - 1 of the work on padding (tails of `min_tokens` or less
+    never start a group of their own). One long tail (a fresh or trimmed prompt) in a batch of short ones would
+    otherwise make every row compute its width."""
+    groups, current, total = [], [], 0
+    for i in sorted(range(len(tails)), key=tails.__getitem__):
+        t = tails[i]
+        if current and t > min_tokens and (len(current) + 1) * t > slack * (total + t):
+            groups.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += t
+    return groups + [current] if current else groups
+
+
 def new_cache(model):
     """A GrowingCache where every layer attends to the whole context, else transformers' own cache for the model."""
     if supports_prefix_reuse(model):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from agentr_lib.actor import TINY_RANDOM, ActorSettings, cache_kwarg, load_actor
-from agentr_lib.kv_cache import GrowingCache, PrefixStore
+from agentr_lib.kv_cache import GrowingCache, PrefixStore, tail_groups
 from agentr_lib.trajectory import Step, conversation
 
 
@@ -41,6 +41,34 @@ def test_reused_prefixes_give_the_replies_of_a_fresh_prefill(quantization):
         want = fresh._generate_batch([fresh.prompt_text(c) for c in convs], k, temperature=0, max_new=12)
         assert got == want and any(r[0] for r in want)
     assert reusing.prefixes.reused_tokens - before > 2 * reusing.count_tokens(episode("oak", 0))
+
+
+def test_rows_with_unlike_tails_are_prefilled_in_groups_with_the_same_replies(monkeypatch):
+    reusing = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none"))
+    fresh = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none", prefix_cache_mb=0))
+    grown = [episode(f"goal {i}", 1) for i in range(3)]
+    reusing.generate(grown, temperature=0, max_new_tokens=2)  # stored: the next step of each needs a short tail
+    convs = [episode(f"goal {i}", 2) for i in range(3)] + [episode("a brand new long goal " * 12, 6)]
+    calls = []
+    prefill = type(reusing)._prefill
+    monkeypatch.setattr(type(reusing), "_prefill", lambda self, rows: calls.append(len(rows)) or prefill(self, rows))
+    got = reusing._generate_batch([reusing.prompt_text(c) for c in convs], 2, temperature=0, max_new=10)
+    want = fresh._generate_batch([fresh.prompt_text(c) for c in convs], 2, temperature=0, max_new=10)
+    assert got == want
+    assert sorted(calls[-3:-1]) == [1, 3] and calls[-1] == 4  # the three grown rows, the new one, then the batch
+
+
+def test_tail_groups_bound_the_padding():
+    assert tail_groups([10, 60, 5]) == [[2, 0, 1]]  # short tails (≤ 64) never split off
+    assert tail_groups([10, 20, 700, 15]) == [[0, 3, 1], [2]]
+    assert tail_groups([100, 110, 900, 120]) == [[0, 1, 3], [2]]
+    assert tail_groups([300, 310, 320, 330]) == [[0, 1, 2, 3]]
+    for tails in ([5, 80, 81, 400, 420, 1000, 1010, 2], [700] * 5 + [70] * 5, list(range(0, 2000, 37))):
+        groups = tail_groups(tails)
+        assert sorted(i for g in groups for i in g) == list(range(len(tails)))
+        for g in groups:
+            longest = max(tails[i] for i in g)
+            assert len(g) * longest <= 1.5 * sum(tails[i] for i in g) or longest <= 64
 
 
 def test_trainable_actor_does_not_reuse_stale_kv():
