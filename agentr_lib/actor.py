@@ -389,6 +389,7 @@ class Actor:
         self.prefixes = PrefixStore(settings.prefix_cache_mb)
         self.is_trainable = False  # set by trainable(): its weights may then change between calls
         self.reuses_prefixes = settings.prefix_cache_mb > 0 and supports_prefix_reuse(model)
+        self.groups_prefill = True  # prefill rows with unlike tails in groups (`_prefill`); off only to benchmark it
 
     @property
     def is_quantized(self) -> bool:
@@ -501,7 +502,7 @@ class Actor:
         if store:
             self._store_shared_prefixes(heads)
         reuse = [self.prefixes.longest(h) if store else (0, None) for h in heads]
-        groups = tail_groups([len(h) - n for h, (n, _) in zip(heads, reuse)]) if store else []
+        groups = tail_groups([len(h) - n for h, (n, _) in zip(heads, reuse)]) if store and self.groups_prefill else []
         if len(groups) > 1:  # prefill rows with alike tails together (stored), then lay out the batch from the store
             for group in groups:
                 self._prefill([rows[i] for i in group])

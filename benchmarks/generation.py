@@ -6,6 +6,9 @@
   fork     prefill the n prompts once, repeat their KV cache k times, decode n * k sequences
   reuse    fork, where each prompt's previous step was seen before (the actor's prefix store: only the newest
            reply + observation are prefilled, as along an episode or from an MCTS parent to its child)
+  mixed    reuse, but one prompt of the batch was never seen (a new episode, or one whose context was just trimmed):
+           its rows are prefilled apart from the others (`tail_groups`)
+  ungrouped  mixed without that grouping: every row computes as many columns as the unseen prompt
   actor    `Actor.generate` end to end (reuse + stop after the Action line + reply cutting), for reference
 
 Every variant decodes exactly `--new-tokens` tokens per sequence (end-of-turn suppressed), so the work is equal and
@@ -85,6 +88,14 @@ def seen_previous_steps(actor, convs):
     actor.generate([c[:-2] for c in convs], num_samples=1, temperature=1.0, max_new_tokens=1)
 
 
+def mixed(actor, convs, k, new_tokens, grouped=True):
+    grouping, actor.groups_prefill = actor.groups_prefill, grouped
+    try:
+        fork(actor, convs, k, new_tokens, reuse=True)
+    finally:
+        actor.groups_prefill = grouping
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -95,7 +106,7 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=500)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "repeat", "fork", "reuse", "actor"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "repeat", "fork", "reuse", "mixed", "ungrouped", "actor"])
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,6 +124,7 @@ def main():
 
     variants = {"naive": naive, "repeat": repeat, "fork": fork,
                 "reuse": lambda a, c, k, n: fork(a, c, k, n, reuse=True),
+                "mixed": mixed, "ungrouped": lambda a, c, k, n: mixed(a, c, k, n, grouped=False),
                 "actor": lambda a, c, k, n: a.generate(c, num_samples=k, temperature=1.0, max_new_tokens=n)}
     generated = args.prompts * args.samples * args.new_tokens
     times = {}
@@ -121,6 +133,8 @@ def main():
             continue
         if name in ("reuse", "actor"):
             seen_previous_steps(actor, convs)  # not timed: the earlier step of every episode
+        elif name in ("mixed", "ungrouped"):
+            seen_previous_steps(actor, convs[1:])  # the first prompt is new: its instruction only is shared
         start = time.perf_counter()
         run(actor, convs, args.samples, args.new_tokens)
         times[name] = time.perf_counter() - start

@@ -34,7 +34,7 @@ ACTION_PATTERN = re.compile(r"(.+)\[(.+)\]")
 INSTRUCTION = """You are shopping in a web store for the product described in an instruction. Each observation is the text of the current page, its parts separated by [SEP]; the first page shows the instruction.
 Actions:
 - search[keywords]: search the store from any page; results come 10 per page, at most 50.
-- click[value]: click something shown on the current page, written in lowercase: a button (back to search, next >, < prev, description, features, reviews, buy now), a product id from the results (e.g. click[b07x1picmg]), or an option value on a product page (e.g. click[navy blue]).
+- click[value]: click something shown on the current page, written as the page shows it (upper or lower case alike): a button (back to search, next >, < prev, description, features, reviews, buy now), a product id from the results (e.g. click[B07X1PICMG]), or an option value on a product page (e.g. click[navy blue]).
 On a product page, click each option the instruction asks for (color, size, flavor, ...) before you click buy now. Buying ends the task; your score says how well the product, its options and its price match the instruction. An action that is not possible on the page does nothing.
 Reply with one thought and one action, each on one line:
 Thought: <your reasoning>
@@ -260,7 +260,7 @@ class _Demonstrator:
         for _ in range(hits.index(pick) // self.env.products_per_page):
             self.act("The product I want is not on this page, so I go to the next page.", "click[next >]")
         self.act("This result matches the instruction, so I open it.",
-                 f"click[{pick.lower()}]")
+                 f"click[{pick}]")  # as the page shows it: a small model copies better than it converts
         for value in self._option_clicks(self.world.by_asin[pick]):
             self.act(f"The instruction asks for {value}, so I select it.", f"click[{value}]")
         self.act("The product, its options and its price match the instruction, so I buy it.", "click[buy now]")
