@@ -45,6 +45,7 @@ class TasksCfg(Section):
     train: int | None = Field(None, ge=1)
     test: int | None = Field(None, ge=1)
     env_kwargs: dict = {}  # passed to the env constructor, e.g. {max_goal_depth: 2} for TextCraft
+    demos: int | None = Field(None, ge=1)  # warm-start demonstrations of this env (None: warmstart.demos_per_env)
 
 
 class AllTasksCfg(Section):

@@ -182,7 +182,8 @@ def warmstart(cfg: Config) -> dict:
             try:
                 used = set(select_tasks(env, "train", cfg.tasks_for(name).train, seed=cfg.seed))
                 pool = [t for t in env.task_ids("train") if t not in used]  # demos never show an MCTS task
-                chosen = select_tasks(_Subset(env, pool), "train", w.demos_per_env, seed=cfg.seed + 1)
+                demos = cfg.tasks_for(name).demos or w.demos_per_env
+                chosen = select_tasks(_Subset(env, pool), "train", demos, seed=cfg.seed + 1)
                 samples += [s for t in chosen for s in demo_samples(env, env.demonstrate(t), fits)]
             finally:
                 env.close()

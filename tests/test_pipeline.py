@@ -15,8 +15,8 @@ MICRO = {
     "iterations": 2,
     "envs": ["textcraft"],
     "model": {"name": "tiny-random", "quantization": "nf4", "max_context_tokens": 768, "max_new_tokens": 12},
-    "tasks": {"textcraft": {"train": 2, "test": 3, "env_kwargs": {"max_goal_depth": 1}}},
-    "warmstart": {"enabled": True, "demos_per_env": 2, "epochs": 1},
+    "tasks": {"textcraft": {"train": 2, "test": 3, "env_kwargs": {"max_goal_depth": 1}, "demos": 3}},
+    "warmstart": {"enabled": True, "demos_per_env": 2, "epochs": 1},  # textcraft's own `demos` wins
     "mcts": {"simulations": 2, "candidates": 2, "max_depth": 3},
     "revision": {"alpha": [0.0]},  # a random model never succeeds: α = 0 still exercises pairing and the splice
     "train": {"epochs": [1], "batch_size": 2, "max_length": 768},
@@ -48,6 +48,7 @@ def test_whole_study_runs_resumes_and_reports(tmp_path, kernel):
     for nb in ["warmstart/00_warmstart", "iter_0/00_baseline", "iter_1/01_collect", "iter_1/02_revise",
                "iter_1/03_train", "iter_2/04_evaluate", "report/05_report"]:
         assert (run / f"{nb}.ipynb").exists(), nb
+    assert json.loads((run / "warmstart" / "DONE.json").read_text())["demos"] == 3
     assert len(list((run / "iter_1" / "trees" / "textcraft").glob("*.json"))) == 2
     for k in (0, 1, 2):
         metrics = json.loads((run / f"iter_{k}" / "eval" / "metrics.json").read_text())
