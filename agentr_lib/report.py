@@ -33,12 +33,13 @@ def score_table(evals: dict[int, dict], variant: str = "agent_r", key: str = "en
     for k in sorted(evals):
         part = evals[k].get(key) or {}
         for env, m in (part if key == "envs" else part.get("envs", {})).items():
-            measured = m["n"] > 0  # e.g. no recovery episode: the baseline failed no task of this env
-            rows.append({"iteration": k, "env": env, "ours": round(m["score"], 2) if measured else None,
-                         "95% CI": f"[{m['ci'][0]:.1f}, {m['ci'][1]:.1f}]" if measured else None, "n": m["n"],
-                         "paper (Llama-3.1-8B)": reference.get(k, {}).get(env),
-                         "turns": round(m["turns"], 1) if measured else None,
-                         "loop rate": round(m["loop_rate"], 2) if measured else None})
+            row = {"iteration": k, "env": env, "ours": round(m["score"], 2),
+                   "95% CI": f"[{m['ci'][0]:.1f}, {m['ci'][1]:.1f}]", "n": m["n"],
+                   "paper (Llama-3.1-8B)": reference.get(k, {}).get(env), "turns": round(m["turns"], 1),
+                   "loop rate": round(m["loop_rate"], 2)}
+            if m["n"] == 0:  # e.g. no recovery episode: the baseline failed no task of this env; nothing measured
+                row.update(dict.fromkeys(("ours", "95% CI", "turns", "loop rate")))
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -45,10 +45,6 @@ Thought: I need a gluten free cake mix under 20 dollars, so I will search for it
 Action: search[gluten free cake mix]"""
 
 
-def _instruction(products_per_page: int) -> str:
-    return INSTRUCTION.replace(f"{pages.PRODUCTS_PER_PAGE} per page", f"{products_per_page} per page")
-
-
 @dataclass
 class Session:
     """The whole mutable state of an episode (the original's user_sessions entry + current page)."""
@@ -75,26 +71,31 @@ def parse_action(action: str) -> tuple[str, str | None]:
 
 class WebShopEnv(TextEnv):
     name = "webshop"
-    instruction = INSTRUCTION
 
     def __init__(self, data_dir: str | None = None, num_products: int | None = 1000, seed: int = SEED,
                  products_per_page: int = pages.PRODUCTS_PER_PAGE):
         """Generated catalogue by default; `data_dir` = a folder with the original WebShop files (original.py).
         `products_per_page`: the original shows 10 (~550 tokens a results page); a small model's short context
         may want fewer."""
-        if products_per_page < 1:
-            raise ValueError(f"products_per_page must be >= 1, got {products_per_page}")
-        self.world: World = load_world(None if data_dir is None else str(data_dir), num_products, seed)
-        self.products_per_page = products_per_page
-        self.instruction = _instruction(products_per_page)
-        self.state: Session | None = None
+        self._attach(load_world(None if data_dir is None else str(data_dir), num_products, seed), products_per_page)
 
     @classmethod
     def from_world(cls, world: World, products_per_page: int = pages.PRODUCTS_PER_PAGE) -> "WebShopEnv":
         env = cls.__new__(cls)
-        env.world, env.state, env.products_per_page = world, None, products_per_page
-        env.instruction = _instruction(products_per_page)
+        env._attach(world, products_per_page)
         return env
+
+    def _attach(self, world: World, products_per_page: int) -> None:
+        if products_per_page < 1:
+            raise ValueError(f"products_per_page must be >= 1, got {products_per_page}")
+        self.world: World = world
+        self.products_per_page = products_per_page
+        self.state: Session | None = None
+
+    @property
+    def instruction(self) -> str:
+        """The prompt, saying how many products a results page shows."""
+        return INSTRUCTION.replace(f"{pages.PRODUCTS_PER_PAGE} per page", f"{self.products_per_page} per page")
 
     # ------------------------------------------------------------------ tasks
     @property
