@@ -9,13 +9,17 @@ Where the weights come from (`ActorSettings.model`):
   memory in seconds, for tests.
 - a hub id or a local directory: the usual `from_pretrained` path.
 
-Precision: NF4 4-bit (bitsandbytes, double quantisation) by default on every machine, since bitsandbytes runs NF4
-on CPU too; the compute dtype is bf16 where the hardware has it, else fp32 (CPU) / fp16 (CUDA).
+Precision: NF4 4-bit (bitsandbytes, double quantisation) is `ActorSettings`' default and runs on CPU too (the tests
+use it everywhere); `quantization: "auto"` (params/tiny.yaml) keeps it for CUDA and loads full precision on CPUs,
+where NF4 is no faster (`pick_quantization`). The compute dtype is bf16 where the hardware has it, else fp32 (CPU) /
+fp16 (CUDA).
 
 Speed: `Actor.generate` batches all conversations of one call, and for k samples per conversation prefills each
 prompt once and forks its KV cache k ways (DESIGN.md, "Actor and speed": prefill is most of the time on long
 prompts, and HF's `num_return_sequences` prefills every copy). Each prompt also reuses the stored KV of the longest
 prompt prefix seen before (the same episode's previous step, the parent node, the instruction): see kv_cache.py.
+Decoding is a short loop of our own (decoding.py: finished rows leave the batch, cheap exact sampling), and an
+fp32 actor that only generates runs with its LoRA weights merged (`merge_lora`).
 """
 from __future__ import annotations
 
@@ -32,8 +36,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from transformers import StoppingCriteria
 
+from .decoding import ActionLineDone, decode
 from .kv_cache import (PrefixStore, assemble, new_cache, row_kv, shared_prefixes, supports_prefix_reuse,
                        tail_groups)
 from .trajectory import parse_action, trim_context  # noqa: F401  (parse_action is re-exported for callers)
@@ -162,16 +166,16 @@ def pick_dtype(settings: ActorSettings, device: torch.device) -> torch.dtype:
 
 
 def pick_quantization(settings: ActorSettings, device: torch.device) -> str:
-    """"auto": NF4 where it is the fast path, full precision where it is not.
+    """"auto": NF4 on CUDA (the QLoRA recipe: memory is what a GPU lacks), full precision on CPU.
 
-    NF4 dequantises every weight on every use. On a GPU, or a CPU with native bf16 (AVX512-bf16/AMX), that is cheaper
-    than moving full-precision weights (measured on such a CPU, SmolLM2-135M: generate 56 vs 39 tok/s, QLoRA train
-    215 vs 132 tok/s). On a CPU without bf16 it is the other way round (measured on a 2-core AVX2 EPYC: prefill about
-    equal, decode 20 % slower, LoRA train 74 vs 108 tok/s at 1024 tokens), so "auto" keeps full precision there.
+    NF4 dequantises every weight on every use. Measured with SmolLM2-135M on 2-core CPUs, neither kind gained:
+    on an AMX/AVX512-bf16 Xeon, bf16 weights vs NF4 (bf16 compute): LoRA training 297 vs 292 tok/s, a decoding round
+    of 28 rows 4.6 vs 6.3 s; on an AVX2 EPYC without bf16, fp32 vs NF4: training 108 vs 74 tok/s, decoding 20 %
+    slower with NF4. So "auto" keeps full precision (bf16 where the CPU has it, see `pick_dtype`) on every CPU.
     """
     if settings.quantization != "auto":
         return settings.quantization
-    return "nf4" if device.type == "cuda" or cpu_supports_bf16() else "none"
+    return "nf4" if device.type == "cuda" else "none"
 
 
 def nf4_config(compute_dtype: torch.dtype):
@@ -372,6 +376,8 @@ def load_actor(settings: ActorSettings, adapter: str | None = None, trainable: b
         with _peft_quietly():
             actor.model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
         actor.model.eval()
+        if not trainable:
+            actor.merge_lora()
     if trainable:
         actor.trainable()
     return actor
@@ -419,10 +425,26 @@ class Actor:
         from peft import PeftModel, get_peft_model
         self._prepare_kbit()
         if isinstance(self.model, PeftModel):
+            if self.lora_merged:
+                self.model.unmerge_adapter()
             for name, param in self.model.named_parameters():
                 param.requires_grad_("lora_" in name)
         else:
             self.model = get_peft_model(self.model, lora_config(self.settings))
+
+    @property
+    def lora_merged(self) -> bool:
+        return any(getattr(m, "merged", False) for m in self.model.modules())
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA weights into full-precision (fp32) base weights for inference: the same outputs up to
+        rounding, without LoRA's extra matmuls, casts and adds (12 % of a decode step with SmolLM2 on CPU).
+        4-bit or half-precision weights are left unmerged: merging would round the adapter's small updates away.
+        `trainable()` unmerges again."""
+        from peft import PeftModel
+        base = self._base_model()
+        if isinstance(self.model, PeftModel) and not self.is_quantized and base.dtype == torch.float32:
+            self.model.merge_adapter()
 
     def save_adapter(self, path) -> None:
         from peft import PeftModel
@@ -483,12 +505,9 @@ class Actor:
         if k > 1:  # k samples for the price of one prefill: fork each prompt's KV cache k ways
             cache.batch_repeat_interleave(k)
             ids, mask = ids.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
-        out = self.model.generate(input_ids=ids, attention_mask=mask, stopping_criteria=[
-            ActionLineStop(self.tokenizer, ids.shape[1])], **self._sampling(temperature, max_new),
-            **{cache_kwarg(self.model): cache})
-        new_tokens = out[:, ids.shape[1]:].tolist()
-        replies = [cut_reply(self.tokenizer.decode(until_end_of_turn(t, self.eos_token_ids), skip_special_tokens=True))
-                   for t in new_tokens]
+        new_tokens = decode(self.model, ids, mask, cache, max_new, temperature, self.eos_token_ids,
+                            ActionLineDone(self.tokenizer), cache_kwarg(self.model))
+        replies = [cut_reply(self.tokenizer.decode(t, skip_special_tokens=True)) for t in new_tokens]
         return [replies[i * k:(i + 1) * k] for i in range(len(texts))]
 
     def _prefill(self, rows: list[list[int]]):
@@ -539,15 +558,6 @@ class Actor:
         """Drop stored KV (it belongs to the current weights): called whenever the weights may change."""
         self.prefixes.clear()
 
-    def _sampling(self, temperature: float, max_new: int) -> dict:
-        # Plain temperature sampling: HF's default top_k=50 (and any top_p/min_p in the model's generation config)
-        # would change the distribution the search samples from, so they are switched off.
-        common = dict(max_new_tokens=max_new, eos_token_id=self.eos_token_ids, pad_token_id=self.tokenizer.pad_token_id,
-                      repetition_penalty=1.0)
-        if temperature <= 0:
-            return dict(common, do_sample=False)
-        return dict(common, do_sample=True, temperature=temperature, top_k=0, top_p=1.0, min_p=None)
-
 
 # ----------------------------------------------------------------------------------------------- generation parts
 
@@ -583,30 +593,3 @@ def cut_reply(text: str) -> str:
         if line.lstrip().startswith("Action:"):
             return "\n".join(lines[:i + 1]).strip()
     return text.strip()
-
-
-class ActionLineStop(StoppingCriteria):
-    """Stopping criterion: a sequence is done once it has written a complete "Action:" line (newline after it).
-
-    Rows stop one by one (transformers pads finished rows), and generation ends when all have stopped. Only rows whose
-    newest token holds a newline are decoded, so the check costs little per step.
-    """
-
-    def __init__(self, tokenizer, prompt_length: int):
-        self.tokenizer, self.prompt_length = tokenizer, prompt_length
-
-    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        if input_ids.shape[1] <= self.prompt_length:
-            return done
-        last = self.tokenizer.batch_decode(input_ids[:, -1:].tolist())
-        for row, piece in enumerate(last):
-            if "\n" in piece:
-                text = self.tokenizer.decode(input_ids[row, self.prompt_length:].tolist(), skip_special_tokens=True)
-                done[row] = _has_complete_action_line(text)
-        return done
-
-
-def _has_complete_action_line(text: str) -> bool:
-    lines = text.split("\n")
-    return any(line.lstrip().startswith("Action:") for line in lines[:-1])  # the last piece has no newline yet

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from agentr_lib import actor as actor_mod
-from agentr_lib.actor import (TINY_RANDOM, ActionLineStop, ActorSettings, ModelUnavailable, build_tiny_random,
+from agentr_lib.actor import (TINY_RANDOM, ActorSettings, ModelUnavailable, build_tiny_random,
                               cut_reply, load_actor, until_end_of_turn)
+from agentr_lib.decoding import ActionLineDone
 from agentr_lib.trajectory import Step, conversation
 
 
@@ -104,7 +105,10 @@ def test_nf4_forward_and_lora_backward():
 
 
 def test_adapter_round_trip(tmp_path):
-    actor = load_actor(tiny(), trainable=True)
+    # fp32 compute: on a bf16 CPU, rounding differs between the trainable actor (no prefix reuse) and the loaded
+    # one, and greedy decoding of a random model follows near-tied logits apart
+    settings = tiny(compute_dtype="fp32")
+    actor = load_actor(settings, trainable=True)
     with torch.no_grad():  # LoRA B starts at zero (a no-op adapter); give it weights so the round trip means something
         torch.manual_seed(0)
         for name, param in actor.model.named_parameters():
@@ -113,14 +117,14 @@ def test_adapter_round_trip(tmp_path):
     convs = [chat("a"), chat("b", steps=1)]
     before = actor.generate(convs, temperature=0, max_new_tokens=12)
     actor.save_adapter(tmp_path / "adapter")
-    base = load_actor(tiny()).generate(convs, temperature=0, max_new_tokens=12)
+    base = load_actor(settings).generate(convs, temperature=0, max_new_tokens=12)
     assert before != base
-    loaded = load_actor(tiny(), adapter=str(tmp_path / "adapter"))
+    loaded = load_actor(settings, adapter=str(tmp_path / "adapter"))
     assert loaded.generate(convs, temperature=0, max_new_tokens=12) == before
     # the prefill-and-fork path through the peft wrapper
     forked = loaded._generate_batch([loaded.prompt_text(c) for c in convs], 2, temperature=0, max_new=12)
     assert sorted(forked) == sorted([r * 2 for r in before])  # _generate_batch keeps its input order: same set
-    resumed = load_actor(tiny(), adapter=str(tmp_path / "adapter"), trainable=True)  # continue training
+    resumed = load_actor(settings, adapter=str(tmp_path / "adapter"), trainable=True)  # continue training
     assert any(p.requires_grad for n, p in resumed.model.named_parameters() if "lora_" in n)
 
 
@@ -180,18 +184,17 @@ def test_cut_reply_ends_at_the_action_line():
     assert cut_reply("  just text \n") == "just text"
 
 
-def test_action_line_stop_waits_for_the_full_line(nf4_actor):
+def test_action_line_done_waits_for_the_full_line(nf4_actor):
     tok = nf4_actor.tokenizer
-    prompt = tok("<|im_start|>assistant\n", add_special_tokens=False).input_ids
-    stop = ActionLineStop(tok, len(prompt))
+    done = ActionLineDone(tok)
 
-    def done(text):
-        ids = torch.tensor([prompt + tok(text, add_special_tokens=False).input_ids])
-        return bool(stop(ids, None)[0])
+    def finished(text):
+        return done(tok(text, add_special_tokens=False).input_ids)
 
-    assert not done("Thought: go.\nAction: craft 1 st")
-    assert done("Thought: go.\nAction: craft 1 stick\n")
-    assert not done("Thought: the Action: word mid-line.\n")
+    assert not finished("Thought: go.\nAction: craft 1 st")
+    assert finished("Thought: go.\nAction: craft 1 stick\n")
+    assert not finished("Thought: the Action: word mid-line.\n")
+    assert not finished("")
 
 
 @pytest.mark.slow
@@ -205,11 +208,11 @@ def test_offline_smollm2_writes_a_reply():
     assert actor.is_quantized and any(ch.isalpha() for ch in reply)
 
 
-def test_auto_quantization_is_nf4_only_where_it_is_the_fast_path(monkeypatch):
+def test_auto_quantization_is_nf4_only_on_cuda(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(actor_mod, "cpu_supports_bf16", lambda: False)
-    assert actor_mod.pick_quantization(tiny(quantization="auto"), cpu) == "none"
+    for bf16 in (False, True):  # bf16 CPUs too: measured no faster with NF4 (see pick_quantization)
+        monkeypatch.setattr(actor_mod, "cpu_supports_bf16", lambda: bf16)
+        assert actor_mod.pick_quantization(tiny(quantization="auto"), cpu) == "none"
     assert actor_mod.pick_quantization(tiny(quantization="auto"), gpu) == "nf4"
     assert actor_mod.pick_quantization(tiny(quantization="nf4"), cpu) == "nf4"  # asked for: always honoured
-    monkeypatch.setattr(actor_mod, "cpu_supports_bf16", lambda: True)
-    assert actor_mod.pick_quantization(tiny(quantization="auto"), cpu) == "nf4"
+    assert actor_mod.pick_quantization(tiny(quantization="none"), gpu) == "none"

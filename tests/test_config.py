@@ -27,7 +27,7 @@ def test_defaults_are_the_papers():
     assert cfg.evaluate.max_rounds == 100 and cfg.evaluate.recovery_max_rounds == 50
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny_more_trees", "paper", "colab"])
+@pytest.mark.parametrize("name", ["tiny", "paper", "colab"])
 def test_shipped_params_files_load(name):
     cfg = load_config(f"params/{name}.yaml")
     assert cfg.run_name == name

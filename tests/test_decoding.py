@@ -1,0 +1,107 @@
+"""The decoding loop: exact sampling, finished rows dropped without changing anyone's tokens, merged LoRA."""
+import math
+
+import pytest
+import torch
+
+from agentr_lib.actor import TINY_RANDOM, ActorSettings, cache_kwarg, load_actor
+from agentr_lib.decoding import decode, sample_tokens
+from agentr_lib.trajectory import Step, conversation
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def chat(observation: str, steps: int = 0) -> list[dict]:
+    history = [Step(response=f"Thought: step {i}.\nAction: look", action="look", observation=f"You see item {i}.")
+               for i in range(steps)]
+    return conversation("Craft the goal. Reply as Thought: ...\nAction: ...", observation, history)
+
+
+def frequencies(logits: list[float], temperature: float, draws: int = 40000) -> torch.Tensor:
+    torch.manual_seed(0)
+    rows = torch.tensor([logits]).expand(draws, -1)
+    return torch.bincount(sample_tokens(rows, temperature), minlength=len(logits)).double() / draws
+
+
+def test_sampling_follows_the_softmax():
+    logits = [math.log(0.5), math.log(0.3), math.log(0.2), -math.inf]
+    assert torch.allclose(frequencies(logits, 1.0), torch.tensor([0.5, 0.3, 0.2, 0.0], dtype=torch.double),
+                          atol=0.01)
+    # temperature 2: p^(1/2), renormalised
+    sharp = torch.tensor([0.5, 0.3, 0.2]).sqrt()
+    want = torch.cat([sharp / sharp.sum(), torch.zeros(1)]).double()
+    assert torch.allclose(frequencies(logits, 2.0), want, atol=0.01)
+
+
+def test_zero_probability_tokens_are_never_drawn():
+    logits = [-math.inf] * 5 + [0.0] + [-math.inf] * 5 + [0.0]  # two tokens, one at each end of a zero run
+    freq = frequencies(logits, 1.0, draws=5000)
+    assert set(torch.nonzero(freq).flatten().tolist()) == {5, 11}
+
+
+def test_temperature_zero_is_argmax():
+    logits = torch.tensor([[0.1, 3.0, 2.9], [5.0, -1.0, 4.0]])
+    assert sample_tokens(logits, 0).tolist() == [1, 0]
+
+
+@pytest.fixture(scope="module")
+def fp32_actor():
+    return load_actor(ActorSettings(model=TINY_RANDOM, quantization="none", compute_dtype="fp32"))
+
+
+def decode_rows(actor, convs, is_done, drop_share, max_new=12):
+    rows = [actor.tokenizer(actor.prompt_text(c), add_special_tokens=False).input_ids for c in convs]
+    actor.forget_prefixes()
+    ids, mask, cache = actor._prefill(rows)
+    return decode(actor.model, ids, mask, cache, max_new, 0, [], is_done, cache_kwarg(actor.model), drop_share)
+
+
+def test_dropping_finished_rows_keeps_everyone_elses_tokens(fp32_actor):
+    convs = [chat("short"), chat("a much longer first observation " * 4, steps=2), chat("middle", steps=1),
+             chat("x")]
+    full = decode_rows(fp32_actor, convs, lambda tokens: False, drop_share=1.0)
+    assert all(len(r) == 12 for r in full) and len({tuple(r) for r in full}) > 1
+    stop_after = {tuple(full[i][:2 + 3 * i]): 2 + 3 * i for i in range(len(convs))}  # row i stops after 2 + 3i
+
+    def done(tokens):
+        return stop_after.get(tuple(tokens)) == len(tokens)
+
+    for share in (0.01, 0.5, 1.0):  # drop at every end, at half, never
+        got = decode_rows(fp32_actor, convs, done, drop_share=share)
+        assert got == [full[i][:2 + 3 * i] if 2 + 3 * i <= 12 else full[i] for i in range(len(convs))]
+
+
+def test_end_of_turn_ends_a_row_and_is_not_kept(fp32_actor):
+    convs = [chat("a"), chat("b", steps=1)]
+    full = decode_rows(fp32_actor, convs, lambda tokens: False, drop_share=1.0)
+    end = full[0][3]  # pretend the 4th token of row 0 ends a turn
+    rows = [fp32_actor.tokenizer(fp32_actor.prompt_text(c), add_special_tokens=False).input_ids for c in convs]
+    fp32_actor.forget_prefixes()
+    ids, mask, cache = fp32_actor._prefill(rows)
+    got = decode(fp32_actor.model, ids, mask, cache, 12, 0, [end], lambda t: False, cache_kwarg(fp32_actor.model))
+    assert got[0] == full[0][:full[0].index(end)]
+    assert got[1] == (full[1][:full[1].index(end)] if end in full[1] else full[1])
+
+
+def test_merged_lora_generates_as_unmerged_and_unmerges_for_training(tmp_path):
+    actor = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none", compute_dtype="fp32"), trainable=True)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for name, param in actor.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    convs = [chat("a"), chat("b", steps=1)]
+    before = actor.generate(convs, temperature=0, max_new_tokens=12)
+    actor.save_adapter(tmp_path / "adapter")
+    loaded = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none", compute_dtype="fp32"), adapter=str(tmp_path / "adapter"))
+    assert loaded.lora_merged
+    assert loaded.generate(convs, temperature=0, max_new_tokens=12) == before
+    loaded.trainable()
+    assert not loaded.lora_merged
+    assert loaded.generate(convs, temperature=0, max_new_tokens=12) == before
