@@ -57,8 +57,12 @@ def revision_table(revisions: dict[int, dict]) -> pd.DataFrame:
             rows.append({"iteration": k, "env": env, "trees": m.get("trees"), "pairs": m.get("pairs"),
                          "revision": m.get("revision_samples"), "good": m.get("good_samples"),
                          "paper revision / good": f"{ref[0]} / {ref[1]}" if ref else None,
-                         "mean revision length": m.get("mean_revision_length")})
+                         "mean revision length": _rounded(m.get("mean_revision_length"), 2)})
     return pd.DataFrame(rows)
+
+
+def _rounded(x, digits: int):
+    return None if x is None else round(x, digits)
 
 
 def render_report(cfg: Config) -> dict:

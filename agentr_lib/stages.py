@@ -148,7 +148,7 @@ def demo_samples(env, demo, fits) -> list[dict]:
     `trim_context`) that together hold every action (`covering_windows`); the first is kind "demo", the rest
     "demo_window".
     """
-    from .trajectory import Step, conversation, covering_windows
+    from .trajectory import Step, conversation
     first = env.reset(demo.task_id)
     steps = []
     for thought, action in zip(demo.thoughts, demo.actions):
@@ -157,10 +157,21 @@ def demo_samples(env, demo, fits) -> list[dict]:
                           result.done))
     messages = conversation(env.instruction, first, steps, loss=True)
     sample = {"messages": messages, "kind": "demo", "env": env.name, "task_id": demo.task_id}
-    if fits(messages):
+    return fitted(sample, fits, window_kind="demo_window")
+
+
+def fitted(sample: dict, fits, window_kind: str | None = None) -> list[dict]:
+    """`sample` as it is if its messages `fit`, else the windows that together train each of its trained turns
+    (`covering_windows`: old turns dropped as in the actor's context at inference). Training keeps a conversation's
+    first max_length tokens, so without this a long sample would lose its last turns — for a revision sample, the
+    revision turn and the good continuation, i.e. all it teaches. Windows after the first get `window_kind` if given;
+    each says which it is (`window`). Samples that are not agent episodes (general chat data) are left alone."""
+    if sample.get("kind") == "general" or fits(sample["messages"]):
         return [sample]
-    return [{**sample, "messages": window, "kind": "demo" if i == 0 else "demo_window"}
-            for i, window in enumerate(covering_windows(messages, fits))]
+    from .trajectory import covering_windows
+    return [{**sample, "messages": window, "window": i,
+             "kind": window_kind if i and window_kind else sample["kind"]}
+            for i, window in enumerate(covering_windows(sample["messages"], fits))]
 
 
 def warmstart(cfg: Config) -> dict:
@@ -263,10 +274,14 @@ def train(cfg: Config, iteration: int) -> dict:
     require_done(data_dir, f"no training data for iteration {iteration}: run 02_revise first")
     samples = list(load_data(data_dir / "dataset")) if (data_dir / "dataset").exists() else []
     with stage(cfg, folder, agent_samples=len(samples)) as info:
+        actor = load_actor_at(cfg, iteration - 1, trainable=True)
+        fits = lambda messages: actor.count_tokens(messages) <= cfg.train.max_length  # noqa: E731
+        samples = [w for s in samples for w in fitted(s, fits)]
+        info.update(agent_windows=len(samples))
         if cfg.train.general_data:
             samples = mix_general(samples, load_general_data(cfg.train.general_data), cfg.train.eta, cfg.seed)
         info.update(_train(cfg, samples, folder, iteration, epochs=cfg.epochs_at(iteration),
-                           learning_rate=cfg.train.learning_rate))
+                           learning_rate=cfg.train.learning_rate, actor=actor))
     return info
 
 

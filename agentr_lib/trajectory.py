@@ -94,14 +94,15 @@ def trim_context(messages: list[dict], fits) -> list[dict]:
 
 
 def covering_windows(messages: list[dict], fits) -> list[list[dict]]:
-    """Trimmed conversations (`trim_context`) that together hold every assistant turn of `messages` once or more,
-    each ending at an assistant turn, in order. Walking back from the last turn, each window ends at the latest turn
-    no window holds yet, so a long episode is cut into few windows. A window that cannot be trimmed enough (the
-    preamble and first pair alone are too long) is kept as it is."""
+    """Trimmed conversations (`trim_context`) that together hold every trained (loss-flagged) assistant turn of
+    `messages` once or more, each ending at such a turn, in order. Walking back from the last one, each window ends
+    at the latest trained turn no window holds yet, so a long episode is cut into few windows (a revision sample,
+    whose untrained bad prefix comes first, usually into one that drops the prefix's oldest steps). A window that
+    cannot be trimmed enough (the preamble and first pair alone are too long) is kept as it is."""
     index = {id(m): i for i, m in enumerate(messages)}
     windows, held = [], set()
     for end in reversed(range(PREAMBLE_MESSAGES, len(messages))):
-        if messages[end]["role"] != "assistant" or end in held:
+        if messages[end]["role"] != "assistant" or not messages[end].get("loss") or end in held:
             continue
         window = trim_context(messages[:end + 1], fits)
         held.update(index[id(m)] for m in window)
