@@ -27,7 +27,7 @@ class Section(BaseModel):
 
 class ModelCfg(Section):
     name: str = "smollm2-135m"  # "smollm2-135m" (offline GGUF) | "tiny-random" (tests) | hub id | local dir
-    # QLoRA everywhere: bitsandbytes NF4 runs on CPU too; "auto" = NF4 where it is faster (CUDA, CPUs with bf16)
+    # QLoRA by default: bitsandbytes NF4 runs on CPU too; "auto" = NF4 on CUDA, full precision on CPUs (NF4 no faster)
     quantization: Literal["nf4", "none", "auto"] = "nf4"
     compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
