@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from . import paper
 
@@ -91,7 +92,9 @@ def trajectory_counts(revisions: dict[int, dict], path=None):
         ax.bar([k + 0.2 for k in its], good, 0.4, label="good")
         ax.set(title=env, xlabel="iteration", ylabel="samples")
         ax.set_xticks(its)
-        ax.legend(fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no half samples on the axis
+    if envs:  # one legend for all panels, beside the title, where it covers no bar
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper right", ncol=2, fontsize=8)
     fig.suptitle("Trajectories collected (Table 1)")
     fig.tight_layout()
     return _save(fig, path)
