@@ -578,13 +578,6 @@ def cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-def until_end_of_turn(tokens: list[int], eos_ids) -> list[int]:
-    for i, t in enumerate(tokens):
-        if t in eos_ids:
-            return tokens[:i]
-    return tokens
-
-
 def cut_reply(text: str) -> str:
     """Keep the reply up to the end of its first line that starts with "Action:" (the agent format is
     `Thought: ...\\nAction: ...`; anything after the action line is noise that would only cost context tokens)."""

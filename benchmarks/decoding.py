@@ -2,8 +2,9 @@
 row decoded until the last one stops, `torch.multinomial` sampling) against the actor's loop (`decoding.decode`:
 rows leave once done, inverse-CDF sampling). Both stop a row after its Action line, as the actor does.
 
-Only decoding is timed (the prefill is the same for both). Greedy decoding writes the same tokens both ways, so its times compare the loops alone; sampled decoding (the
-search's temperature 1) compares them with their samplers. From the repository root:
+Only decoding is timed (the prefill is the same for both). Greedy decoding writes the same tokens both ways, so
+its times compare the loops alone; sampled decoding (the search's temperature 1) compares them with their samplers.
+From the repository root:
     python -m benchmarks.decoding
     python -m benchmarks.decoding --prompts 7 --samples 4 --prompt-tokens 850 --quantization none
 The machine is noisy: compare the ratios of one run, not numbers across runs.

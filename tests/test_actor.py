@@ -7,7 +7,7 @@ import torch
 
 from agentr_lib import actor as actor_mod
 from agentr_lib.actor import (TINY_RANDOM, ActorSettings, ModelUnavailable, build_tiny_random,
-                              cut_reply, load_actor, until_end_of_turn)
+                              cut_reply, load_actor)
 from agentr_lib.decoding import ActionLineDone
 from agentr_lib.trajectory import Step, conversation
 
@@ -16,14 +16,7 @@ def tiny(**kw) -> ActorSettings:
     return ActorSettings(model=TINY_RANDOM, **kw)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's ops are too small to split across threads, and on a shared 2-core machine a second torch
-    thread that waits for a busy core made these tests ~4x slower (35 s vs 160 s measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +38,9 @@ def plain_greedy(actor, messages, max_new_tokens):
     enc = actor.tokenizer(actor.prompt_text(messages), return_tensors="pt", add_special_tokens=False)
     out = actor.model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
                                pad_token_id=actor.tokenizer.pad_token_id, eos_token_id=actor.eos_token_ids)
-    tokens = until_end_of_turn(out[0, enc.input_ids.shape[1]:].tolist(), actor.eos_token_ids)
-    return cut_reply(actor.tokenizer.decode(tokens, skip_special_tokens=True))
+    tokens = out[0, enc.input_ids.shape[1]:].tolist()
+    ends = [i for i, t in enumerate(tokens) if t in actor.eos_token_ids]
+    return cut_reply(actor.tokenizer.decode(tokens[:ends[0]] if ends else tokens, skip_special_tokens=True))
 
 
 def test_tiny_loads_in_seconds_as_nf4(nf4_actor):
@@ -104,10 +98,11 @@ def test_nf4_forward_and_lora_backward():
     assert not [n for n, p in actor.model.named_parameters() if p.requires_grad and "lora_" not in n]
 
 
-def test_adapter_round_trip(tmp_path):
+@pytest.mark.parametrize("quantization", ["nf4", "none"])
+def test_adapter_round_trip(quantization, tmp_path):
     # fp32 compute: on a bf16 CPU, rounding differs between the trainable actor (no prefix reuse) and the loaded
     # one, and greedy decoding of a random model follows near-tied logits apart
-    settings = tiny(compute_dtype="fp32")
+    settings = tiny(quantization=quantization, compute_dtype="fp32")
     actor = load_actor(settings, trainable=True)
     with torch.no_grad():  # LoRA B starts at zero (a no-op adapter); give it weights so the round trip means something
         torch.manual_seed(0)
@@ -120,12 +115,16 @@ def test_adapter_round_trip(tmp_path):
     base = load_actor(settings).generate(convs, temperature=0, max_new_tokens=12)
     assert before != base
     loaded = load_actor(settings, adapter=str(tmp_path / "adapter"))
+    assert loaded.lora_merged == (quantization == "none")  # fp32 weights only: merging 4-bit would round LoRA away
     assert loaded.generate(convs, temperature=0, max_new_tokens=12) == before
     # the prefill-and-fork path through the peft wrapper
     forked = loaded._generate_batch([loaded.prompt_text(c) for c in convs], 2, temperature=0, max_new=12)
     assert sorted(forked) == sorted([r * 2 for r in before])  # _generate_batch keeps its input order: same set
     resumed = load_actor(settings, adapter=str(tmp_path / "adapter"), trainable=True)  # continue training
     assert any(p.requires_grad for n, p in resumed.model.named_parameters() if "lora_" in n)
+    loaded.trainable()  # a merged actor unmerges to train
+    assert not loaded.lora_merged
+    assert loaded.generate(convs, temperature=0, max_new_tokens=12) == before
 
 
 def test_save_adapter_without_lora_says_what_to_do(nf4_actor, tmp_path):

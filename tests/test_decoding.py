@@ -1,4 +1,5 @@
-"""The decoding loop: exact sampling, finished rows dropped without changing anyone's tokens, merged LoRA."""
+"""The decoding loop: exact sampling, finished rows dropped without changing anyone's tokens (merged LoRA:
+test_actor.py's adapter round trip)."""
 import math
 
 import pytest
@@ -9,12 +10,7 @@ from agentr_lib.decoding import decode, sample_tokens
 from agentr_lib.trajectory import Step, conversation
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def chat(observation: str, steps: int = 0) -> list[dict]:
@@ -87,21 +83,3 @@ def test_end_of_turn_ends_a_row_and_is_not_kept(fp32_actor):
     got = decode(fp32_actor.model, ids, mask, cache, 12, 0, [end], lambda t: False, cache_kwarg(fp32_actor.model))
     assert got[0] == full[0][:full[0].index(end)]
     assert got[1] == (full[1][:full[1].index(end)] if end in full[1] else full[1])
-
-
-def test_merged_lora_generates_as_unmerged_and_unmerges_for_training(tmp_path):
-    actor = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none", compute_dtype="fp32"), trainable=True)
-    with torch.no_grad():
-        torch.manual_seed(0)
-        for name, param in actor.model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    convs = [chat("a"), chat("b", steps=1)]
-    before = actor.generate(convs, temperature=0, max_new_tokens=12)
-    actor.save_adapter(tmp_path / "adapter")
-    loaded = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none", compute_dtype="fp32"), adapter=str(tmp_path / "adapter"))
-    assert loaded.lora_merged
-    assert loaded.generate(convs, temperature=0, max_new_tokens=12) == before
-    loaded.trainable()
-    assert not loaded.lora_merged
-    assert loaded.generate(convs, temperature=0, max_new_tokens=12) == before

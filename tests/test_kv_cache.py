@@ -7,12 +7,7 @@ from agentr_lib.kv_cache import GrowingCache, PrefixStore, tail_groups
 from agentr_lib.trajectory import Step, conversation
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def episode(name: str, steps: int) -> list[dict]:

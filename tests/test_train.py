@@ -29,13 +29,7 @@ def revision_sample(i: int = 0) -> dict:
     return {"messages": msgs, "kind": "revision", "env": "textcraft", "task_id": i}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: a second thread only adds synchronisation (8x slower on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: a second thread only adds synchronisation
 
 
 @pytest.fixture(scope="module")
