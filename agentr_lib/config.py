@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENVS = ("textcraft", "sciworld", "webshop")
 
@@ -26,18 +26,30 @@ class Section(BaseModel):
 
 
 class ModelCfg(Section):
+    """The actor: which weights, at which precision, where, and how it generates (actor.py, models.py)."""
     name: str = "smollm2-135m"  # "smollm2-135m" (offline GGUF) | "tiny-random" (tests) | hub id | local dir
-    # QLoRA by default: bitsandbytes NF4 runs on CPU too; "auto" = NF4 on CUDA, full precision on CPUs (NF4 no faster)
+    # QLoRA by default: bitsandbytes NF4 runs on CPU too; "auto" = NF4 on CUDA, full precision on CPUs (NF4 no faster,
+    # models.pick_quantization)
     quantization: Literal["nf4", "none", "auto"] = "nf4"
-    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_context_tokens: int = Field(2048, ge=256)
-    max_new_tokens: int = Field(128, ge=8)
-    generate_batch_size: int = Field(16, ge=1)
+    max_context_tokens: int = Field(2048, ge=256)  # prompt + reply; longer conversations lose their oldest steps
+    max_new_tokens: int = Field(128, ge=8)  # per agent reply (the verifier has revision.verifier_max_new_tokens)
+    generate_batch_size: int = Field(16, ge=1)  # sequences (prompts x samples) decoded together; bounds memory
     prefix_cache_mb: float = Field(1024, ge=0)  # KV of recent prompts kept for reuse (0 = off); a speed knob
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target_modules: str | list[str] = "all-linear"  # peft's target_modules; "all-linear" = QLoRA's choice
+    # Where the offline model's dequantised checkpoint (and the tokenizer) are cached; null: $AGENTR_CACHE, else
+    # ~/.cache/agentr-kit. Ignored for hub ids and local directories (they are read where they are).
+    cache_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _reply_fits_context(self):
+        if self.max_new_tokens >= self.max_context_tokens:
+            raise ValueError("max_new_tokens must be smaller than max_context_tokens")
+        return self
 
 
 class TasksCfg(Section):
@@ -66,12 +78,13 @@ class WarmstartCfg(Section):
 
 
 class MCTSCfg(Section):
-    simulations: int = Field(8, ge=1)
-    candidates: int = Field(4, ge=1)
+    """Collection (mcts.py). Replies are at most model.max_new_tokens long."""
+    simulations: int = Field(8, ge=1)  # paper: 8 (the official code reads ITERA from the environment; its issue #3: 8)
+    candidates: int = Field(4, ge=1)  # k replies sampled per expansion, before merging duplicates
     temperature: float = Field(1.0, ge=0)
-    max_depth: int = Field(20, ge=1)
+    max_depth: int = Field(20, ge=1)  # at most this many actions on a path (paper: 20; mcts.is_terminal)
     c_uct: float = Field(0.25, ge=0)
-    trees_in_flight: int = Field(8, ge=1)
+    trees_in_flight: int = Field(8, ge=1)  # trees searched together (one generate call serves them); a speed knob
 
 
 class RevisionCfg(Section):
@@ -93,14 +106,27 @@ class RevisionCfg(Section):
 
 
 class TrainCfg(Section):
+    """Masked SFT of the actor (train.py, on the HF Trainer). The paper fine-tunes fully (lr 2e-5, max length 8192);
+    the kit trains LoRA adapters, for which 2e-4 is the usual rate (README, deviations)."""
     epochs: list[int] = [3, 1, 1]  # per iteration (paper: 3 in iteration 1, then 1); last repeats
     learning_rate: float = Field(2e-4, gt=0)
     # batch 1 + accumulation: on CPU, batch 4 x 1024 tokens took 16 GB and ran at 50 tok/s vs 3.3 GB and 180 tok/s
     batch_size: int = Field(1, ge=1)
     grad_accum: int = Field(4, ge=1)
-    max_length: int = Field(4096, ge=128)
+    max_length: int = Field(4096, ge=128)  # longer samples are cut into trimmed windows (data.fitted)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    optim: str = "auto"  # a TrainingArguments optim name; auto: paged_adamw_8bit for a 4-bit model on CUDA, else adamw_torch
+    gradient_checkpointing: Literal["auto", True, False] = "auto"  # auto: on CUDA (memory-bound), off on CPU
+    group_by_length: bool = True  # batches of similar lengths (less padding); ignored when batch_size is 1
+    trained_logits_only: bool = True  # output head only where a trained token is predicted (same loss, less memory)
+    logging_steps: int = Field(5, ge=1)
+    save_steps: int = Field(50, ge=1)  # a checkpoint every this many optimizer steps: a killed training resumes there
+    save_total_limit: int = Field(2, ge=1)  # checkpoints kept while training
+    keep_checkpoints: bool = False  # keep checkpoints/ after the final adapter is written
+    max_steps: int = -1  # > 0 stops after this many optimizer steps, whatever `epochs` says (tests, benchmarks)
     eta: float = Field(0.2, gt=0, le=1)  # share of agent data when general data is mixed in (Eq. 6)
     general_data: str | None = None  # local ShareGPT-style JSON/JSONL; none = agent data only
 
@@ -159,6 +185,8 @@ def _format_error(err: ValidationError, source: str) -> str:
             lines.append(f"{source}: unknown key '{key}'; allowed here: {_allowed_keys(e['loc'])}")
         elif e["type"] == "literal_error":
             lines.append(f"{source}: bad value for '{key}': {e['input']!r}; allowed: {e['ctx']['expected']}")
+        elif isinstance(e["input"], dict):  # a rule across keys of a section (a model validator)
+            lines.append(f"{source}: bad values in '{key}': {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{source}: bad value for '{key}': {e['input']!r} ({e['msg']})")
     return "\n".join(lines)
@@ -180,7 +208,11 @@ def from_dict(d: dict, source: str = "params") -> Config:
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> Config:
-    """Load a params YAML (plus optional overrides, e.g. from papermill parameters) and validate it."""
+    """Load a params YAML (plus optional overrides, e.g. from papermill parameters) and validate it.
+
+    A relative `results_dir` is taken from the project root (the folder above params/), so a notebook run from
+    notebooks/ and the CLI run from the root write to the same run folder.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file not found: {path}")
@@ -190,7 +222,13 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    return from_dict(deep_merge(d, overrides or {}), source=str(path))
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError(f"overrides: expected a mapping of params keys (e.g. {{mcts: {{simulations: 4}}}}), "
+                          f"got {overrides!r}")
+    cfg = from_dict(deep_merge(d, overrides or {}), source=str(path))
+    if not Path(cfg.results_dir).is_absolute():
+        cfg.results_dir = str(path.resolve().parent.parent / cfg.results_dir)
+    return cfg
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from datasets import Dataset, load_from_disk
+
+from .files import write_dir
+from .trajectory import Step, conversation, covering_windows
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,9 @@ def to_dataset(samples: list[dict]) -> Dataset:
 
 
 def save_data(data: list[dict] | Dataset, path: str | Path) -> Dataset:
-    """Write samples (or a dataset) with `save_to_disk`, atomically: a temporary folder renamed into place."""
+    """Write samples (or a dataset) with `save_to_disk`, atomically (files.write_dir)."""
     ds = data if isinstance(data, Dataset) else to_dataset(data)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
-    ds.save_to_disk(str(tmp))
-    replace_dir(tmp, path)
+    write_dir(path, lambda tmp: ds.save_to_disk(str(tmp)))
     return ds
 
 
@@ -55,15 +52,36 @@ def load_data(path: str | Path) -> Dataset:
     return load_from_disk(str(path))
 
 
-def replace_dir(tmp: Path, path: Path) -> None:
-    """Move folder `tmp` to `path`, replacing what was there; the old copy is removed only after the rename."""
-    old = None
-    if path.exists():
-        old = path.with_name(f".old-{path.name}-{os.getpid()}")
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+# --------------------------------------------------------------------------------------------------- windows
+def fitted(sample: dict, fits: Callable[[list[dict]], bool], window_kind: str | None = None) -> list[dict]:
+    """`sample` as it is if its messages `fit`, else the windows that together train each of its trained turns
+    (`covering_windows`: old turns dropped as in the actor's context at inference). Training keeps a conversation's
+    first max_length tokens, so without this a long sample would lose its last turns — for a revision sample, the
+    revision turn and the good continuation, i.e. all it teaches. Windows after the first get `window_kind` if given;
+    each says which it is (`window`). Samples that are not agent episodes (general chat data) are left alone."""
+    if sample.get("kind") == "general" or fits(sample["messages"]):
+        return [sample]
+    return [{**sample, "messages": window, "window": i,
+             "kind": window_kind if i and window_kind else sample["kind"]}
+            for i, window in enumerate(covering_windows(sample["messages"], fits))]
+
+
+def demo_samples(env, demo, fits: Callable[[list[dict]], bool]) -> list[dict]:
+    """A scripted expert episode (`env.demonstrate(task)`) as training conversations, loss on every agent turn.
+
+    Training keeps a conversation's first max_length tokens, so a long episode (a WebShop session, a SciWorld
+    protocol) would never teach its later actions (the click on a result, the Buy). A conversation that does not
+    `fit` is cut into windows (`fitted`); the first is kind "demo", the rest "demo_window".
+    """
+    first = env.reset(demo.task_id)
+    steps = []
+    for thought, action in zip(demo.thoughts, demo.actions):
+        result = env.step(action)
+        steps.append(Step(f"Thought: {thought}\nAction: {action}", action, result.observation, result.reward,
+                          result.done))
+    messages = conversation(env.instruction, first, steps, loss=True)
+    sample = {"messages": messages, "kind": "demo", "env": env.name, "task_id": demo.task_id}
+    return fitted(sample, fits, window_kind="demo_window")
 
 
 def _check_sample(s: dict) -> None:

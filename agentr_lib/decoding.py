@@ -11,9 +11,21 @@ Greedy decoding gives exactly `generate`'s tokens (tests/test_decoding.py, tests
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end_of_turn|>", "<end_of_turn>", "<|endoftext|>")
+
+
+def end_of_turn_ids(tokenizer, model) -> list[int]:
+    """Every token that ends an assistant turn: the tokenizer's eos, the model's eos list, known end-of-turn tokens."""
+    ids = set()
+    for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        ids.update(source if isinstance(source, list) else [source] if source is not None else [])
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in END_OF_TURN_TOKENS if t in vocab)
+    return sorted(ids)
 
 
 def sample_tokens(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -89,3 +101,13 @@ class ActionLineDone:
 def has_complete_action_line(text: str) -> bool:
     lines = text.split("\n")
     return any(line.lstrip().startswith("Action:") for line in lines[:-1])  # the last piece has no newline yet
+
+
+def cut_reply(text: str) -> str:
+    """Keep the reply up to the end of its first line that starts with "Action:" (the agent format is
+    `Thought: ...\\nAction: ...`; anything after the action line is noise that would only cost context tokens)."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("Action:"):
+            return "\n".join(lines[:i + 1]).strip()
+    return text.strip()

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .batching import Request
+from .batching import Policy, Request, env_pools, run_jobs
+from .config import EvaluateCfg
 from .envs.base import TextEnv
+from .files import read_json, write_json
 from .trajectory import Episode, Step, conversation, parse_action
 
 MAX_LOOP_LENGTH = 5  # longest repeated action block counted (the paper's Figure 4 shows lengths 1-5)
@@ -55,6 +58,68 @@ def recovery_prefix(episode: Episode, seed: int) -> list[Step]:
         return list(episode.steps)
     rng = random.Random(f"{seed}-{episode.env}-{episode.task_id}")
     return list(episode.steps[:rng.randint(1, n - 1)])
+
+
+# --- a stage's episodes -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EpisodePlan:
+    """One episode to play: which task of which env, where its file goes, how many rounds it may take, and (error
+    recovery) the steps it starts from."""
+    env: str
+    task_id: int
+    out_dir: Path
+    max_rounds: int
+    prefix: tuple[Step, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / f"{self.task_id}.json"
+
+
+def play_episodes(plans: list[EpisodePlan], policy: Policy, make_env: Callable[[str], TextEnv], temperature: float,
+                  in_flight: int, label: str = "evaluate") -> None:
+    """Play the plans together (one batched generate call serves every episode in flight); one file per episode,
+    so a killed run resumes with the episodes whose file is missing."""
+    todo = [p for p in plans if not p.path.exists()]
+
+    def play(pool, plan: EpisodePlan):
+        episode = yield from pool.borrowing(episode_job, plan.task_id, plan.max_rounds, temperature, list(plan.prefix))
+        write_json(plan.path, episode.to_dict())
+
+    with env_pools({p.env for p in todo}, make_env) as pools:
+        run_jobs((play(pools[p.env], p) for p in todo), policy, in_flight=in_flight, progress=label, total=len(todo))
+
+
+def recovery_plans(baseline_dir: Path, envs: Iterable[str], out_dir: Path, max_rounds: int,
+                   seed: int) -> list[EpisodePlan]:
+    """Table 3: the baseline's failed episodes, cut at a random step, to be continued by the actor under test."""
+    return [EpisodePlan(env, ep.task_id, out_dir / env, max_rounds, tuple(recovery_prefix(ep, seed)))
+            for env in envs for ep in load_episodes(baseline_dir / env) if ep.score <= 0]
+
+
+def evaluate_actor(policy: Policy, tasks: dict[str, list[int]], make_env: Callable[[str], TextEnv],
+                   settings: EvaluateCfg, out_dir: Path, baseline_dir: Path, seed: int) -> dict:
+    """Held-out episodes of every env's test `tasks` (files under `out_dir/<env>/`), error recovery of the baseline's
+    failures (`out_dir/recovery/<env>/`), and the metrics of both.
+
+    When `out_dir` is the baseline itself, its failures are known only after its episodes: recovery runs second;
+    otherwise the recovery episodes (whose starting points are known) ride along with the test episodes.
+    """
+    def play(plans, label):
+        play_episodes(plans, policy, make_env, settings.temperature, settings.episodes_in_flight, label)
+
+    def recovery():
+        return recovery_plans(baseline_dir, tasks, out_dir / "recovery", settings.recovery_max_rounds, seed)
+
+    is_baseline = Path(out_dir) == Path(baseline_dir)
+    test = [EpisodePlan(env, t, out_dir / env, settings.max_rounds) for env, ids in tasks.items() for t in ids]
+    play(test + (recovery() if settings.recovery and not is_baseline else []), "evaluate")
+    if settings.recovery and is_baseline:
+        play(recovery(), "recovery")
+    metrics = summarize({env: load_episodes(out_dir / env) for env in tasks}, seed)
+    if settings.recovery:
+        metrics["recovery"] = summarize({env: load_episodes(out_dir / "recovery" / env) for env in tasks}, seed)
+    return metrics
 
 
 # --- loops ------------------------------------------------------------------------------------------------------
@@ -142,5 +207,4 @@ def summarize(per_env: dict[str, list[Episode]], seed: int = 0) -> dict:
 
 
 def load_episodes(folder: str | Path) -> list[Episode]:
-    from .trajectory import read_json
     return [Episode.from_dict(read_json(p)) for p in sorted(Path(folder).glob("*.json"))]

@@ -12,6 +12,8 @@ extends its parent's; every prompt of an env starts with the same instruction. M
       row i:  [pad × (C - n_i)] [cached n_i tokens] [pad × (R - r_i)] [r_i new tokens]
   Masked holes are fine: positions count real tokens only (as generate computes them), so every cached key sits
   at the position it was computed at.
+- `PrefixReuse` is what `Actor.generate` calls: it prefills a batch of prompts on top of their longest stored
+  prefixes (the same episode's previous step, the parent node, the instruction) and stores what it computed.
 """
 from __future__ import annotations
 
@@ -71,6 +73,17 @@ def num_layers(model) -> int:
     return model.config.get_text_config(decoder=True).num_hidden_layers
 
 
+def cache_kwarg(model) -> str:
+    """transformers 5 renamed `past_key_values` to `cache`; use whichever the model's forward takes."""
+    import inspect
+    return "cache" if "cache" in inspect.signature(_unwrapped(model).forward).parameters else "past_key_values"
+
+
+def _unwrapped(model):
+    """The transformers model under a peft wrapper (the model itself when there is none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 class PrefixStore:
     """The KV of recently prefilled prompts, keyed by their token ids; least recently used dropped past `max_mb`."""
 
@@ -78,7 +91,6 @@ class PrefixStore:
         self.max_bytes = int(max_mb * 2**20)
         self.entries: OrderedDict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         self.bytes = 0
-        self.reused_tokens = self.prefilled_tokens = 0  # for benchmarks and the curious
 
     def clear(self) -> None:
         self.entries.clear()
@@ -187,3 +199,72 @@ def assemble(rows: list[list[int]], reuse: list[tuple[int, list | None]], pad_id
 def row_kv(cache, row: int, keep: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One row's KV at the columns `keep` (its real tokens), copied out of the batch: [heads, tokens, dim] per layer."""
     return [(layer.keys[row][:, keep].clone(), layer.values[row][:, keep].clone()) for layer in cache.layers]
+
+
+class PrefixReuse:
+    """Prefills batches of prompts, each on top of the longest prefix of it whose KV is stored (an earlier step of
+    the same episode, the parent node, or at least the env's instruction): only the rest is computed, and what is
+    computed is stored for the next call.
+
+    `reuses_prefixes` and `groups_prefill` are switches (benchmarks turn them off to measure what they save);
+    `weights_may_change` is set for a trainable actor, whose KV would go stale between calls.
+    """
+
+    def __init__(self, model, pad_id: int, device, max_mb: float):
+        self.store = PrefixStore(max_mb)
+        self.pad_id, self.device = pad_id, device
+        self.reuses_prefixes = max_mb > 0 and supports_prefix_reuse(model)
+        self.groups_prefill = True  # prefill rows with unlike tails in groups (`tail_groups`)
+        self.weights_may_change = False
+        self.reused_tokens = self.prefilled_tokens = 0  # for benchmarks and the curious
+
+    def clear(self) -> None:
+        """Drop stored KV (it belongs to the current weights): called whenever the weights may change."""
+        self.store.clear()
+
+    def prefill(self, model, rows: list[list[int]]):
+        """(input_ids, attention_mask, KV cache of every row but its last token, which decoding feeds itself)."""
+        heads = [row[:-1] for row in rows]
+        store = self._storing()
+        if store:
+            self._store_shared_prefixes(model, heads)
+        reuse = [self.store.longest(h) if store else (0, None) for h in heads]
+        groups = tail_groups([len(h) - n for h, (n, _) in zip(heads, reuse)]) if store and self.groups_prefill else []
+        if len(groups) > 1:  # prefill rows with alike tails together (stored), then lay out the batch from the store
+            for group in groups:
+                self.prefill(model, [rows[i] for i in group])
+            reuse = [self.store.longest(h) for h in heads]  # whole heads, unless the store had to drop some
+        ids, mask, cache, width = assemble(rows, reuse, self.pad_id, new_cache(_unwrapped(model)), self.device)
+        if ids.shape[1] - 1 > width:
+            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # generate's rule: count real tokens only
+            model(input_ids=ids[:, width:-1], attention_mask=mask[:, :-1], position_ids=positions[:, width:-1],
+                  use_cache=True, logits_to_keep=1, **{cache_kwarg(model): cache})
+        if store:
+            self._keep(heads, reuse, mask, cache, counted=len(groups) > 1)
+        return ids, mask, cache
+
+    def _store_shared_prefixes(self, model, heads: list[list[int]]) -> None:
+        """Compute once what several prompts of this call share and nobody has stored (on a first call, the env's
+        instruction), so that each of them reuses it."""
+        todo = [p for p in shared_prefixes(heads, min_tokens=32) if self.store.longest(p)[0] < len(p)]
+        if todo:
+            self.prefill(model, [p + [self.pad_id] for p in todo])  # the extra last token is never computed
+
+    def _storing(self) -> bool:
+        """Whether this call reuses and stores KV: not for a trainable actor, which may be trained between two calls
+        and so make stored KV stale (whatever is stored is dropped then)."""
+        if not self.reuses_prefixes:
+            return False
+        if self.weights_may_change:
+            self.store.clear()
+        return not self.weights_may_change
+
+    def _keep(self, heads: list[list[int]], reuse, mask: torch.Tensor, cache, counted: bool) -> None:
+        """Count what was reused and computed (`counted`: the group calls counted the reuse); store the new KV."""
+        for i, (head, (n, _)) in enumerate(zip(heads, reuse)):
+            if not counted:
+                self.reused_tokens += n
+            self.prefilled_tokens += len(head) - n
+            if len(head) > n:
+                self.store.add(head, row_kv(cache, i, mask[i, :-1].bool()))
+

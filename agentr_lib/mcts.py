@@ -26,23 +26,15 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .batching import Policy, Request, env_pools, run_jobs
+from .config import MCTSCfg
 from .envs.base import TextEnv
-from .trajectory import Step, conversation, parse_action, read_json, trim_context, write_json_atomic
-
-
-@dataclass
-class MCTSSettings:
-    simulations: int = 8  # paper: 8 (the official code reads ITERA from the environment; issue #3 says 8)
-    candidates: int = 4  # k replies sampled per expansion, before merging duplicates
-    temperature: float = 1.0
-    max_depth: int = 20  # at most this many actions on a path (paper: 20; see `_is_terminal`)
-    c_uct: float = 0.25
-    max_new_tokens: int | None = None  # None: the policy's default (official: 500)
+from .files import read_json, write_json
+from .trajectory import Step, conversation, parse_action, trim_context
 
 
 @dataclass
@@ -109,11 +101,16 @@ class Tree:
 
 
 def save_tree(tree: Tree, path: str | Path) -> None:
-    write_json_atomic(path, tree.to_dict())
+    write_json(path, tree.to_dict())
 
 
 def load_tree(path: str | Path) -> Tree:
     return Tree.from_dict(read_json(path))
+
+
+def load_trees(folder: str | Path, envs: Iterable[str]) -> list[Tree]:
+    """The trees of `envs` under `folder/<env>/`, env by env, each env's in file-name order."""
+    return [load_tree(p) for env in envs for p in sorted((Path(folder) / env).glob("*.json"))]
 
 
 def derive_seed(*parts) -> int:
@@ -203,7 +200,7 @@ def _is_terminal(child: Node, max_depth: int) -> bool:
     return child.done or child.failed or child.depth >= max_depth
 
 
-def _expand(tree: Tree, node: Node, replies: list[str], cursor: _EnvCursor, settings: MCTSSettings) -> None:
+def _expand(tree: Tree, node: Node, replies: list[str], cursor: _EnvCursor, settings: MCTSCfg) -> None:
     seen: set[str] = set()
     new: list[Node] = []
     for reply in replies:
@@ -229,15 +226,14 @@ def _expand(tree: Tree, node: Node, replies: list[str], cursor: _EnvCursor, sett
             backpropagate(tree, child)
 
 
-def _expansion_request(tree: Tree, node: Node, settings: MCTSSettings, fits) -> Request:
+def _expansion_request(tree: Tree, node: Node, settings: MCTSCfg, fits) -> Request:
     conv = conversation(tree.instruction, tree.first_observation, tree.steps(tree.path(node.id)))
     if fits is not None:  # optional trimming here; by default the policy (the actor) trims to its context budget
         conv = trim_context(conv, fits)
-    return Request(conv, num_samples=settings.candidates, temperature=settings.temperature,
-                   max_new_tokens=settings.max_new_tokens)
+    return Request(conv, num_samples=settings.candidates, temperature=settings.temperature)
 
 
-def search_job(env: TextEnv, task_id: int, settings: MCTSSettings, rng: random.Random,
+def search_job(env: TextEnv, task_id: int, settings: MCTSCfg, rng: random.Random,
                fits: Callable[[list[dict]], bool] | None = None) -> Generator[Request, list[str], Tree]:
     """One MCTS search as a batching job: yields one Request per expansion (k samples), returns the Tree.
 
@@ -246,7 +242,8 @@ def search_job(env: TextEnv, task_id: int, settings: MCTSSettings, rng: random.R
     t = time.perf_counter()
     first_observation = env.reset(task_id)
     tree = Tree(env=env.name, task_id=task_id, instruction=env.instruction, first_observation=first_observation,
-                settings=asdict(settings), nodes=[Node(id=0, parent=None, depth=0, observation=first_observation)])
+                settings=settings.model_dump(exclude={"trees_in_flight"}),  # a speed knob: never in an artefact
+                nodes=[Node(id=0, parent=None, depth=0, observation=first_observation)])
     cursor = _EnvCursor(env, task_id, tree, env.snapshot())
     cursor.seconds += time.perf_counter() - t
     expansions = simulations = 0
@@ -293,14 +290,15 @@ class _TimedPolicy:
 
 
 def collect_trees(tasks: Mapping[str, list[int]], make_env: Callable[[str], TextEnv], policy: Policy,
-                  settings: MCTSSettings, out_dir: str | Path, seed: int, in_flight: int = 8, progress: bool = True,
+                  settings: MCTSCfg, out_dir: str | Path, seed: int, progress: bool = True,
                   fits: Callable[[list[dict]], bool] | None = None) -> dict:
-    """Search every (env, task) in `tasks`, `in_flight` trees at a time, writing `out_dir/<env>/<task_id>.json`.
+    """Search every (env, task) in `tasks`, `settings.trees_in_flight` trees at a time, writing
+    `out_dir/<env>/<task_id>.json`.
 
     Trees of every env are in flight together, so one batched generate call serves the expansions of all of them.
     Resume: tasks whose file exists are skipped, and each task's rng comes from (seed, env name, task id), so a
     killed run loses at most the trees in flight and a re-run produces the same files (given a policy that
-    answers the same conversation the same way). Envs come from one pool per env name (at most `in_flight` envs
+    answers the same conversation the same way). Envs come from one pool per env name (at most `trees_in_flight` envs
     each: SciWorld envs are JVMs, expensive to make) and are closed at the end.
     Returns {"envs": {env: tree counts}, plus the run's totals}.
     """
@@ -331,7 +329,7 @@ def collect_trees(tasks: Mapping[str, list[int]], make_env: Callable[[str], Text
     with env_pools(todo, make_env) as pools:
         jobs = (pools[name].borrowing(job, name, t) for name, ids in todo.items() for t in ids)
         try:
-            run_jobs(jobs, timed, in_flight=in_flight, on_result=tally, progress="MCTS" if progress else None,
+            run_jobs(jobs, timed, in_flight=settings.trees_in_flight, on_result=tally, progress="MCTS" if progress else None,
                      total=sum(map(len, todo.values())))
         finally:
             stats["envs_made"] = sum(len(pool.envs) for pool in pools.values())

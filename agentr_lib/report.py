@@ -1,7 +1,4 @@
-"""05_report: the paper's tables and figures beside ours, from the metrics files of a run (results/<run>/report/).
-
-Also small display helpers the stage notebooks use to show what a stage just made.
-"""
+"""05_report: the paper's tables and figures beside ours, from the metrics files of a run (results/<run>/report/)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,19 +8,7 @@ import pandas as pd
 
 from . import paper, plots
 from .config import Config
-from .trajectory import read_json
-
-
-def read_metrics(run_dir: Path) -> tuple[dict[int, dict], dict[int, dict]]:
-    """(evaluation metrics by iteration, revision metrics by iteration) of a run; missing files are skipped."""
-    evals, revisions = {}, {}
-    for it_dir in sorted(Path(run_dir).glob("iter_*")):
-        k = int(it_dir.name.split("_")[1])
-        if (it_dir / "eval" / "metrics.json").exists():
-            evals[k] = read_json(it_dir / "eval" / "metrics.json")
-        if (it_dir / "data" / "metrics.json").exists():
-            revisions[k] = read_json(it_dir / "data" / "metrics.json")
-    return evals, revisions
+from .layout import RunLayout
 
 
 def score_table(evals: dict[int, dict], variant: str = "agent_r", key: str = "envs") -> pd.DataFrame:
@@ -67,9 +52,10 @@ def _rounded(x, digits: int):
 
 def render_report(cfg: Config) -> dict:
     """Write the figures (PNG) and report.md under results/<run>/report/; return what was written."""
-    out = cfg.run_dir / "report"
+    out = RunLayout(cfg.run_dir).report
     out.mkdir(parents=True, exist_ok=True)
-    evals, revisions = read_metrics(cfg.run_dir)
+    run = RunLayout(cfg.run_dir)
+    evals, revisions = run.metrics("eval"), run.metrics("data")
     variant = cfg.revision.variant
     figures = {}
     if evals:
@@ -107,60 +93,3 @@ def _markdown(cfg: Config, evals, revisions, figures) -> str:
                   as_markdown(revision_table(revisions)), ""]
     parts += [f"![{n}]({n}.png)" for n in figures]
     return "\n".join(parts) + "\n"
-
-
-# --- notebook display helpers -------------------------------------------------------------------------------------
-def show_training(folder: str | Path):
-    """The loss curve of a training stage (from its train_metrics.json)."""
-    path = Path(folder) / "train_metrics.json"
-    if not path.exists():
-        return "no training metrics (stage skipped or nothing to train on)"
-    m = read_json(path)
-    curve = m.get("loss_curve") or []
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], marker=".")
-    ax.set(xlabel="optimizer step", ylabel="training loss (masked)", title=Path(folder).name)
-    return fig
-
-
-def show_tree(cfg: Config, iteration: int):
-    """Draw the first collected tree that holds a good/bad pair (else the first tree)."""
-    from .mcts import Tree
-    from .revision import leaf_paths, make_pairs
-    from .stages import stage_dir
-    files = sorted(stage_dir(cfg, "trees", iteration).glob("*/*.json"))
-    if not files:
-        return "no trees"
-    chosen, pair = Tree.from_dict(read_json(files[0])), None
-    for f in files:
-        tree = Tree.from_dict(read_json(f))
-        pairs = make_pairs(leaf_paths(tree), cfg.alpha_at(iteration), cfg.revision.beta)
-        if pairs:
-            chosen, pair = tree, pairs[0]
-            break
-    from .tree_view import draw_tree
-    highlight = (pair[0].leaf, pair[1].leaf) if pair else None
-    return draw_tree(chosen, highlight=highlight)
-
-
-def show_sample(cfg: Config, iteration: int, kind: str = "revision"):
-    """Print one training sample of a kind, marking the turns that carry loss."""
-    from datasets import load_from_disk
-    from .stages import stage_dir
-    path = stage_dir(cfg, "data", iteration) / "dataset"
-    if not path.exists():
-        print("no training samples in this iteration")
-        return
-    ds = load_from_disk(str(path))
-    picks = [s for s in ds if s["kind"] == kind] or list(ds)
-    for m in picks[0]["messages"]:
-        flag = "LOSS" if m["loss"] else "    "
-        print(f"[{flag}] {m['role']:>9}: {m['content'][:300]}")
-
-
-def show_report(cfg: Config):
-    from IPython.display import Image, Markdown, display
-    out = cfg.run_dir / "report"
-    display(Markdown((out / "report.md").read_text().split("![")[0]))
-    for png in sorted(out.glob("*.png")):
-        display(Image(filename=str(png)))

@@ -27,10 +27,10 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 from .batching import Policy, Request, run_jobs
+from .config import RevisionCfg
 from .mcts import Tree, derive_seed
 from .trajectory import SYSTEM_PROMPT, message, preamble, step_messages
 
-VARIANTS = ("agent_r", "direct_revision", "optimal", "optimal_good")
 EPS = 1e-9  # float slack for the alpha/beta tests: 0.9 - 0.7 is 0.20000000000000007 in floats, which is not > 0.2
 
 # PAPER.md Table 5, the paper's ten revision thoughts, drawn uniformly. The released code's list has 20
@@ -245,70 +245,74 @@ def _empty_stats() -> dict:
             "verdicts": {"good": 0, "bad": 0, "uncertain": 0, "unparsable": 0}}
 
 
-def build_revision_samples(trees: list[Tree | dict], policy: Policy | None, variant: str = "agent_r",
-                           alpha: float = 0.5, beta: float = 0.2, include_good: bool = True, seed: int = 0,
-                           verifier_temperature: float = 1.0, in_flight: int = 16, progress: bool = False,
-                           fits: Callable[[list[dict]], bool] | None = None,
-                           max_new_tokens: int | None = None,
-                           max_pairs_per_tree: int | None = None) -> tuple[list[dict], dict]:
+def build_revision_samples(trees: list[Tree | dict], policy: Policy | None, revision: RevisionCfg, alpha: float,
+                           seed: int = 0, fits: Callable[[list[dict]], bool] | None = None,
+                           progress: bool = False) -> tuple[list[dict], dict]:
     """Training samples from search trees, and per-env counts (PAPER.md Table 1, Figure 5).
 
-    `max_pairs_per_tree` caps the pairs taken from one tree (a seeded sample, kept in pair order); None takes every
-    qualifying pair, as the paper does — the cap exists for CPU-sized studies.
-
-    `policy` is the verifier (the current actor); only "agent_r" calls it. Samples come out in a fixed order
-    (tree order; per tree: revision samples pair by pair, then path samples), deterministic given `seed` and a
-    deterministic policy.
+    `revision` says which variant, β, whether good paths are kept, the verifier's sampling and the pair cap
+    (`max_pairs_per_tree`: a seeded sample of a tree's pairs, kept in pair order; None takes every qualifying pair,
+    as the paper does); `alpha` is this iteration's α. `policy` is the verifier (the current actor); only "agent_r"
+    calls it, with prompts that `fits` accepts. Samples come out in a fixed order (tree order; per tree: revision
+    samples pair by pair, then path samples), deterministic given `seed` and a deterministic policy.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     trees = [Tree.from_dict(t) if isinstance(t, dict) else t for t in trees]
     stats: dict[str, dict] = {}
     pairs: list[tuple[int, Tree, Path, Path]] = []
     path_samples: dict[int, list[dict]] = {}
     for i, tree in enumerate(trees):
         s = stats.setdefault(tree.env, _empty_stats())
-        s["trees"] += 1
-        if tree.root.value <= 0:  # no leaf rewarded: nothing good to learn from (official: skip the tree)
-            s["trees_skipped"] += 1
-            continue
-        paths = leaf_paths(tree)
-        tree_pairs = make_pairs(paths, alpha, beta)
-        if max_pairs_per_tree is not None and len(tree_pairs) > max_pairs_per_tree:
-            keep = random.Random(derive_seed(seed, tree.env, tree.task_id)).sample(range(len(tree_pairs)),
-                                                                                  max_pairs_per_tree)
-            tree_pairs = [tree_pairs[j] for j in sorted(keep)]
-        s["paths"] += len(paths)
-        s["good_paths"] += len(good_paths(paths, alpha))
-        s["pairs"] += len(tree_pairs)
-        if variant in ("agent_r", "direct_revision"):
+        tree_pairs, path_samples[i] = _pairs_and_paths(tree, revision, alpha, seed, s)
+        if revision.variant in ("agent_r", "direct_revision"):
             pairs += [(i, tree, g, b) for g, b in tree_pairs]
-        path_samples[i] = _path_samples(tree, paths, variant, alpha, include_good)
 
-    critiques = _critiques([p[1:] for p in pairs], policy, variant, seed, verifier_temperature, in_flight, progress,
-                           fits, max_new_tokens)
+    critiques = _critiques([p[1:] for p in pairs], policy, revision.variant, seed, revision.verifier_temperature,
+                           revision.critiques_in_flight, progress, fits, revision.verifier_max_new_tokens)
     revision_samples: dict[int, list[dict]] = {}
-    kind = "revision" if variant == "agent_r" else "direct_revision"
+    kind = "revision" if revision.variant == "agent_r" else "direct_revision"
     for (i, tree, good, bad), critique in zip(pairs, critiques):
-        messages = splice(tree, good, bad, critique.t_prime, critique.thought)
-        sample = _sample(tree, messages, kind, good, bad, critique)
+        sample = _sample(tree, splice(tree, good, bad, critique.t_prime, critique.thought), kind, good, bad, critique)
         revision_samples.setdefault(i, []).append(sample)
         s = stats[tree.env]
         for verdict in critique.verdicts:
             s["verdicts"][verdict] += 1
         # the verifier passed every step: t' falls back to the end of the bad path (= a direct revision)
-        s["no_bad"] += variant == "agent_r" and all(v in ("good", "uncertain") for v in critique.verdicts)
+        s["no_bad"] += kind == "revision" and all(v in ("good", "uncertain") for v in critique.verdicts)
 
-    samples = []
-    for i, tree in enumerate(trees):
-        samples += revision_samples.get(i, []) + path_samples.get(i, [])
+    samples = [x for i in range(len(trees)) for x in revision_samples.get(i, []) + path_samples.get(i, [])]
     for env, s in stats.items():
-        counts = Counter(x["kind"] for x in samples if x["env"] == env)
-        for k in ("revision", "direct_revision", "good", "optimal"):
-            s[k] = counts[k]
-        lengths = [x["revision_length"] for x in samples if x["env"] == env and x["revision_length"] is not None]
-        s["mean_revision_length"] = sum(lengths) / len(lengths) if lengths else None
+        _count_samples(s, [x for x in samples if x["env"] == env])
     return samples, stats
+
+
+def _pairs_and_paths(tree: Tree, revision: RevisionCfg, alpha: float, seed: int,
+                     s: dict) -> tuple[list[tuple[Path, Path]], list[dict]]:
+    """One tree's (good, bad) pairs (capped by `max_pairs_per_tree`) and its path samples; counts go into `s`."""
+    s["trees"] += 1
+    if tree.root.value <= 0:  # no leaf rewarded: nothing good to learn from (official: skip the tree)
+        s["trees_skipped"] += 1
+        return [], []
+    paths = leaf_paths(tree)
+    pairs = make_pairs(paths, alpha, revision.beta)
+    cap = revision.max_pairs_per_tree
+    if cap is not None and len(pairs) > cap:
+        keep = random.Random(derive_seed(seed, tree.env, tree.task_id)).sample(range(len(pairs)), cap)
+        pairs = [pairs[j] for j in sorted(keep)]
+    s["paths"] += len(paths)
+    s["good_paths"] += len(good_paths(paths, alpha))
+    s["pairs"] += len(pairs)
+    return pairs, _path_samples(tree, paths, revision.variant, alpha, revision.include_good)
+
+
+def _count_samples(s: dict, samples: list[dict]) -> None:
+    """An env's sample counts by kind, the paper's Table 1 columns, and the mean revision length (Figure 5)."""
+    counts = Counter(x["kind"] for x in samples)
+    for k in ("revision", "direct_revision", "good", "optimal"):
+        s[k] = counts[k]
+    lengths = [x["revision_length"] for x in samples if x["revision_length"] is not None]
+    s["mean_revision_length"] = sum(lengths) / len(lengths) if lengths else None
+    s["revision_samples"] = s["revision"] + s["direct_revision"]
+    s["good_samples"] = s["good"] + s["optimal"]
 
 
 def _critiques(pairs, policy, variant, seed, verifier_temperature, in_flight, progress, fits,

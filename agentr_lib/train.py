@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -29,36 +28,9 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from .data import IGNORE_INDEX, replace_dir, tokenize_dataset
-from .trajectory import write_json_atomic
-
-
-@dataclass
-class TrainSettings:
-    """Training knobs. "auto" values are resolved from the model and the machine (see `resolve_auto`).
-
-    The paper fine-tunes fully (lr 2e-5, max length 8192); the kit trains LoRA adapters, for which 2e-4 is the
-    usual rate (deviation, README). `max_length` cuts conversations from the right (see data.tokenize_conversation).
-    """
-    epochs: float = 3
-    learning_rate: float = 2e-4
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 2048
-    warmup_ratio: float = 0.03
-    lr_scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    logging_steps: int = 5
-    save_steps: int = 50
-    gradient_checkpointing: str | bool = "auto"  # auto: on CUDA (memory-bound), off on CPU (RAM is rarely the limit)
-    optim: str = "auto"  # auto: paged_adamw_8bit on CUDA with a 4-bit model, else adamw_torch
-    group_by_length: bool = True  # batches of similar lengths: less padding (ignored when batch_size is 1)
-    save_total_limit: int = 2  # checkpoints kept while training
-    keep_checkpoints: bool = False  # delete checkpoints/ once the final adapter is written
-    max_steps: int = -1  # > 0 overrides epochs (tests, benchmarks)
-    trained_logits_only: bool = True  # output head only where a trained token is predicted (PaddingCollator)
+from .config import TrainCfg
+from .data import IGNORE_INDEX, tokenize_dataset
+from .files import write_dir, write_json
 
 
 @dataclass
@@ -70,7 +42,7 @@ class Resolved:
     precision: str  # "bf16" / "fp16" autocast on CUDA; "as loaded" on CPU
 
 
-def resolve_auto(model, settings: TrainSettings) -> Resolved:
+def resolve_auto(model, settings: TrainCfg) -> Resolved:
     """Fill in the "auto" settings from where the model lives and whether it is 4-bit."""
     device = next(model.parameters()).device.type
     cuda = device == "cuda"
@@ -145,9 +117,12 @@ def pad_id_of(tokenizer) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- training
-def train_sft(model, tokenizer, data: list[dict] | Dataset, settings: TrainSettings, output_dir: str | Path,
-              callbacks: list | None = None) -> dict:
+def train_sft(model, tokenizer, data: list[dict] | Dataset, settings: TrainCfg, output_dir: str | Path,
+              epochs: float = 1, seed: int = 0, callbacks: list | None = None) -> dict:
     """Train `model` (a peft model, or any causal LM) on `data` with the loss mask of `data.tokenize_conversation`.
+
+    `settings` is the params' train section (its per-iteration `epochs` list and the data mixing keys are the
+    stage's business: `epochs` here is this call's number, `seed` the data order's and the LoRA dropout's).
 
     `data`: samples (dicts with `messages`), a dataset of them, or an already tokenised dataset (input_ids,
     labels). Resumes from the last complete checkpoint under `output_dir/checkpoints` when there is one. Writes
@@ -159,7 +134,7 @@ def train_sft(model, tokenizer, data: list[dict] | Dataset, settings: TrainSetti
     resolved = resolve_auto(model, settings)
     collator = PaddingCollator(pad_id_of(tokenizer), settings.trained_logits_only and can_keep_trained_logits(model))
     use_cache = getattr(model.config, "use_cache", None)
-    args = training_arguments(settings, resolved, output_dir / "checkpoints")
+    args = training_arguments(settings, resolved, output_dir / "checkpoints", epochs, seed)
     trainer = make_trainer(settings)(model=model, args=args, train_dataset=dataset, data_collator=collator,
                                      processing_class=tokenizer, callbacks=callbacks)
     resume = last_complete_checkpoint(output_dir / "checkpoints")
@@ -185,22 +160,23 @@ def train_sft(model, tokenizer, data: list[dict] | Dataset, settings: TrainSetti
         **peak_memory(resolved.device),
         "resumed_from": resume.name if resume else None,
         "data": data_report,
-        "settings": asdict(settings),
+        "settings": {**settings.model_dump(mode="json"), "epochs": epochs, "seed": seed},
         "resolved": {**asdict(resolved), "trained_logits_only": collator.trained_logits_only},
         "adapter": str(adapter_dir),
     }
-    write_json_atomic(output_dir / "train_metrics.json", metrics)
+    write_json(output_dir / "train_metrics.json", metrics)
     if not settings.keep_checkpoints:
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
     return metrics
 
 
-def train_actor(actor, data, settings: TrainSettings, output_dir: str | Path, callbacks: list | None = None) -> dict:
+def train_actor(actor, data, settings: TrainCfg, output_dir: str | Path, epochs: float = 1, seed: int = 0,
+                callbacks: list | None = None) -> dict:
     """`train_sft` on an `actor.Actor` (its trainable peft model and tokenizer)."""
-    return train_sft(actor.model, actor.tokenizer, data, settings, output_dir, callbacks)
+    return train_sft(actor.model, actor.tokenizer, data, settings, output_dir, epochs, seed, callbacks)
 
 
-def make_trainer(settings: TrainSettings):
+def make_trainer(settings: TrainCfg):
     """The HF Trainer, with a length-grouped sampler that a resume replays exactly (see EpochSeededLengthSampler)."""
     from transformers import Trainer
 
@@ -245,12 +221,12 @@ def as_tokenized(data, tokenizer, max_length: int) -> tuple[Dataset, dict]:
     return tokenize_dataset(data, tokenizer, max_length)
 
 
-def training_arguments(settings: TrainSettings, resolved: Resolved, checkpoint_dir: Path):
+def training_arguments(settings: TrainCfg, resolved: Resolved, checkpoint_dir: Path, epochs: float, seed: int):
     from transformers import TrainingArguments
 
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
-        num_train_epochs=settings.epochs,
+        num_train_epochs=epochs,
         max_steps=settings.max_steps,
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
@@ -264,7 +240,7 @@ def training_arguments(settings: TrainSettings, resolved: Resolved, checkpoint_d
         bf16=resolved.precision == "bf16",
         fp16=resolved.precision == "fp16",
         use_cpu=resolved.device == "cpu",
-        seed=settings.seed,
+        seed=seed,
         logging_steps=settings.logging_steps,
         logging_first_step=True,  # the curve starts at the untrained model's loss
         save_strategy="steps",
@@ -290,17 +266,15 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
 
 
 def save_adapter_atomic(model, tokenizer, path: Path) -> Path:
-    """Adapter (or whole model, if not a peft model) + tokenizer into a temporary folder, renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
-    with warnings.catch_warnings():
-        # peft looks for the base model's config.json to see whether the vocabulary grew; a base model built in
-        # memory (the tiny test model) has none, and the vocabulary never changes here.
-        warnings.filterwarnings("ignore", message="Could not find a config file")
-        model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    replace_dir(tmp, path)
-    return path
+    """Adapter (or whole model, if not a peft model) + tokenizer, written atomically (files.write_dir)."""
+    def write(tmp: Path):
+        with warnings.catch_warnings():
+            # peft looks for the base model's config.json to see whether the vocabulary grew; a base model built in
+            # memory (the tiny test model) has none, and the vocabulary never changes here.
+            warnings.filterwarnings("ignore", message="Could not find a config file")
+            model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    return write_dir(path, write)
 
 
 # --------------------------------------------------------------------------------------------------- metrics

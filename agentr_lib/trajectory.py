@@ -7,9 +7,6 @@ Messages are plain dicts `{"role", "content", "loss"}`; `loss` says whether trai
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,21 +105,6 @@ def covering_windows(messages: list[dict], fits) -> list[list[dict]]:
         held.update(index[id(m)] for m in window)
         windows.append(window)
     return windows[::-1]
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Write JSON via a temporary file + rename, so a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def read_json(path: str | Path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def parse_action(response: str) -> str:

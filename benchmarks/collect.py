@@ -26,9 +26,10 @@ from pathlib import Path
 
 import torch
 
-from agentr_lib.actor import ActorSettings, load_actor
+from agentr_lib.actor import load_actor
+from agentr_lib.config import MCTSCfg, ModelCfg
 from agentr_lib.envs.textcraft import TextCraftEnv
-from agentr_lib.mcts import MCTSSettings, collect_trees, load_tree, tree_path
+from agentr_lib.mcts import collect_trees, load_tree, tree_path
 from agentr_lib.trajectory import conversation
 
 
@@ -76,10 +77,10 @@ def mean_prompt_tokens(actor, out_dir, task_ids) -> float:
     return sum(lengths) / max(1, len(lengths))
 
 
-def collect(way: str, actor, task_ids, settings: MCTSSettings, args) -> dict:
+def collect(way: str, actor, task_ids, settings: MCTSCfg, args) -> dict:
     counter = CountingPolicy(actor)
     actor.forget_prefixes()
-    actor.reuses_prefixes = way == "kit"
+    actor.prefixes.reuses_prefixes = way == "kit"
     if way == "naive":
         policy, make_env, in_flight = OneCallPerCandidate(counter), ReplayOnlyTextCraft, 1
     else:
@@ -87,8 +88,9 @@ def collect(way: str, actor, task_ids, settings: MCTSSettings, args) -> dict:
     torch.manual_seed(args.seed)
     cpu = time.process_time()
     with tempfile.TemporaryDirectory(prefix=f"agentr-bench-{way}-") as out_dir:
-        stats = collect_trees({"textcraft": task_ids}, lambda name: make_env(), policy, settings, out_dir,
-                              seed=args.seed, in_flight=in_flight, progress=False)
+        stats = collect_trees({"textcraft": task_ids}, lambda name: make_env(), policy,
+                              settings.model_copy(update={"trees_in_flight": in_flight}), out_dir, seed=args.seed,
+                              progress=False)
         stats.update(stats.pop("envs")["textcraft"])
         stats["cpu_s"] = time.process_time() - cpu
         stats["prompt_tokens"] = mean_prompt_tokens(actor, Path(out_dir) / "textcraft", task_ids)
@@ -126,13 +128,11 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    actor = load_actor(ActorSettings(model=args.model, quantization=args.quantization,
-                                     max_new_tokens=args.max_new_tokens,
-                                     generate_batch_size=max(16, args.in_flight * args.candidates)),
+    actor = load_actor(ModelCfg(name=args.model, quantization=args.quantization, max_new_tokens=args.max_new_tokens,
+                                generate_batch_size=max(16, args.in_flight * args.candidates)),
                        adapter=args.warmstart)
     task_ids = TextCraftEnv(max_goal_depth=2).task_ids("train")[:args.trees]
-    settings = MCTSSettings(simulations=args.simulations, candidates=args.candidates, max_depth=args.depth,
-                            max_new_tokens=args.max_new_tokens)
+    settings = MCTSCfg(simulations=args.simulations, candidates=args.candidates, max_depth=args.depth)
     print(f"model {args.model} ({args.quantization}, {actor.model.dtype}, adapter {args.warmstart}), "
           f"{torch.get_num_threads()} threads, {actor.device}; {len(task_ids)} TextCraft trees {task_ids}, "
           f"{args.simulations} simulations, k={args.candidates}, depth {args.depth}, "

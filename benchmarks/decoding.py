@@ -17,8 +17,10 @@ import time
 import torch
 from transformers import StoppingCriteria
 
-from agentr_lib.actor import ActorSettings, cache_kwarg, load_actor
+from agentr_lib.actor import load_actor
+from agentr_lib.config import ModelCfg
 from agentr_lib.decoding import ActionLineDone, decode
+from agentr_lib.kv_cache import cache_kwarg
 from benchmarks.generation import agent_prompt
 
 
@@ -34,13 +36,14 @@ class RowsDone(StoppingCriteria):
 
 def prefilled(actor, rows, k):
     actor.forget_prefixes()  # the same prefill work for both
-    ids, mask, cache = actor._prefill(rows)
+    ids, mask, cache = actor.prefixes.prefill(actor.model, rows)
     cache.batch_repeat_interleave(k)
     return ids.repeat_interleave(k, 0), mask.repeat_interleave(k, 0), cache
 
 
 def with_generate(actor, ids, mask, cache, temperature, max_new) -> list[int]:
-    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature else dict(do_sample=False)
+    sampling = (dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature
+                else dict(do_sample=False))
     out = actor.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new,
                                eos_token_id=actor.eos_token_ids, pad_token_id=actor.tokenizer.pad_token_id,
                                stopping_criteria=[RowsDone(actor.tokenizer, ids.shape[1])], **sampling,
@@ -65,8 +68,8 @@ def main():
     ap.add_argument("--max-new", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    actor = load_actor(ActorSettings(model=args.model, quantization=args.quantization,
-                                     max_context_tokens=args.prompt_tokens + 512))
+    actor = load_actor(ModelCfg(name=args.model, quantization=args.quantization,
+                                max_context_tokens=args.prompt_tokens + 512))
     convs = [agent_prompt(actor, i, args.prompt_tokens - 20 * i) for i in range(args.prompts)]
     rows = [actor.tokenizer(actor.prompt_text(c), add_special_tokens=False).input_ids for c in convs]
     print(f"model {args.model} ({'nf4' if actor.is_quantized else 'full'}, {actor.model.dtype}, "

@@ -80,7 +80,7 @@ def bench_env(name: str, n: int) -> None:
         print(f"{name}: skipped: {exc}")
         return
     with env:
-        tasks = select_tasks(env, "test", n)
+        tasks = select_tasks(env.task_ids("test"), n)
         cold, warm = bench_resets(env, tasks)
         demos = {t: env.demonstrate(t) for t in tasks}
         steps_per_s, n_steps = bench_steps(env, demos)

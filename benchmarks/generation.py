@@ -24,7 +24,9 @@ import time
 
 import torch
 
-from agentr_lib.actor import ActorSettings, cache_kwarg, load_actor
+from agentr_lib.actor import load_actor
+from agentr_lib.config import ModelCfg
+from agentr_lib.kv_cache import cache_kwarg
 from agentr_lib.trajectory import Step, conversation
 
 INSTRUCTION = ("You are given a few useful crafting recipes to craft items in Minecraft. Crafting commands are of the "
@@ -72,11 +74,12 @@ def repeat(actor, convs, k, new_tokens):
 @torch.inference_mode()
 def fork(actor, convs, k, new_tokens, reuse=False):
     rows = [actor.tokenizer(actor.prompt_text(c), add_special_tokens=False).input_ids for c in convs]
-    reusing, actor.reuses_prefixes = actor.reuses_prefixes, reuse
+    prefixes = actor.prefixes
+    reusing, prefixes.reuses_prefixes = prefixes.reuses_prefixes, reuse
     try:
-        ids, mask, cache = actor._prefill(rows)
+        ids, mask, cache = prefixes.prefill(actor.model, rows)
     finally:
-        actor.reuses_prefixes = reusing
+        prefixes.reuses_prefixes = reusing
     cache.batch_repeat_interleave(k)
     actor.model.generate(input_ids=ids.repeat_interleave(k, 0), attention_mask=mask.repeat_interleave(k, 0),
                          **{cache_kwarg(actor.model): cache}, **sample_kwargs(actor, new_tokens))
@@ -89,11 +92,12 @@ def seen_previous_steps(actor, convs):
 
 
 def mixed(actor, convs, k, new_tokens, grouped=True):
-    grouping, actor.groups_prefill = actor.groups_prefill, grouped
+    prefixes = actor.prefixes
+    grouping, prefixes.groups_prefill = prefixes.groups_prefill, grouped
     try:
         fork(actor, convs, k, new_tokens, reuse=True)
     finally:
-        actor.groups_prefill = grouping
+        prefixes.groups_prefill = grouping
 
 
 def main():
@@ -106,14 +110,16 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=500)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "repeat", "fork", "reuse", "mixed", "ungrouped", "actor"])
+    ap.add_argument("--skip", nargs="*", default=[],
+                    choices=["naive", "repeat", "fork", "reuse", "mixed", "ungrouped", "actor"])
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    actor = load_actor(ActorSettings(model=args.model, quantization=args.quantization,
-                                     compute_dtype=args.compute_dtype, max_context_tokens=args.prompt_tokens + 512,
-                                     max_new_tokens=args.new_tokens, generate_batch_size=args.prompts * args.samples))
+    # no max_new_tokens: every call below passes --new-tokens itself
+    actor = load_actor(ModelCfg(name=args.model, quantization=args.quantization, compute_dtype=args.compute_dtype,
+                                max_context_tokens=args.prompt_tokens + 512,
+                                generate_batch_size=args.prompts * args.samples))
     # slightly different lengths, so that the batch is left-padded as in real use
     convs = [agent_prompt(actor, i, args.prompt_tokens - 40 * i) for i in range(args.prompts)]
     lengths = [actor.count_tokens(c) for c in convs]

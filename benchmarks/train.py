@@ -44,8 +44,10 @@ def run_one(variant: str, model: str, steps: int, batch_size: int, threads: int 
     import torch
     from transformers import TrainerCallback
 
-    from agentr_lib.actor import ActorSettings, load_actor, pick_dtype
-    from agentr_lib.train import TrainSettings, train_actor
+    from agentr_lib.actor import load_actor
+    from agentr_lib.config import ModelCfg, TrainCfg
+    from agentr_lib.models import pick_dtype
+    from agentr_lib.train import train_actor
 
     if threads:
         torch.set_num_threads(threads)
@@ -53,9 +55,9 @@ def run_one(variant: str, model: str, steps: int, batch_size: int, threads: int 
     quantization, dtype = VARIANTS[name]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.perf_counter()
-    actor_settings = ActorSettings(model=model, quantization=quantization, compute_dtype=dtype, device=device)
-    actor = load_actor(actor_settings, trainable=True)
-    compute = str(pick_dtype(actor_settings, actor.device)).replace("torch.", "")
+    model_cfg = ModelCfg(name=model, quantization=quantization, compute_dtype=dtype, device=device)
+    actor = load_actor(model_cfg, trainable=True)
+    compute = str(pick_dtype(model_cfg, actor.device)).replace("torch.", "")
     load_s = time.perf_counter() - t0
 
     class StepClock(TrainerCallback):
@@ -65,10 +67,10 @@ def run_one(variant: str, model: str, steps: int, batch_size: int, threads: int 
             self.times.append(time.perf_counter())
 
     clock = StepClock()
-    settings = TrainSettings(max_steps=steps, batch_size=batch_size, learning_rate=1e-4, logging_steps=1,
-                             save_steps=10_000, max_length=2048, trained_logits_only=option != "full-logits")
+    settings = TrainCfg(max_steps=steps, batch_size=batch_size, grad_accum=1, learning_rate=1e-4, logging_steps=1,
+                        save_steps=10_000, max_length=2048, trained_logits_only=option != "full-logits")
     with tempfile.TemporaryDirectory() as out:
-        m = train_actor(actor, [agent_sample(i) for i in range(steps * batch_size)], settings, out, [clock])
+        m = train_actor(actor, [agent_sample(i) for i in range(steps * batch_size)], settings, out, callbacks=[clock])
     per_step = m["train_tokens"] / steps
     steady = per_step * (steps - 1) / (clock.times[-1] - clock.times[0]) if steps > 1 else None
     return {"variant": variant, "model": model, "device": device, "compute": compute,
@@ -81,8 +83,9 @@ def run_one(variant: str, model: str, steps: int, batch_size: int, threads: int 
 
 
 def bf16_ok() -> bool:
-    from agentr_lib.actor import ActorSettings, bf16_supported, pick_device
-    return bf16_supported(pick_device(ActorSettings()))
+    from agentr_lib.config import ModelCfg, TrainCfg
+    from agentr_lib.models import bf16_supported, pick_device
+    return bf16_supported(pick_device(ModelCfg()))
 
 
 def main() -> None:

@@ -4,16 +4,18 @@ import time
 
 import pytest
 import torch
+from pydantic import ValidationError
 
-from agentr_lib import actor as actor_mod
-from agentr_lib.actor import (TINY_RANDOM, ActorSettings, ModelUnavailable, build_tiny_random,
-                              cut_reply, load_actor)
-from agentr_lib.decoding import ActionLineDone
+from agentr_lib import models
+from agentr_lib.actor import load_actor
+from agentr_lib.config import ConfigError, ModelCfg, from_dict
+from agentr_lib.decoding import ActionLineDone, cut_reply
+from agentr_lib.models import TINY_RANDOM, ModelUnavailable, build_tiny_random
 from agentr_lib.trajectory import Step, conversation
 
 
-def tiny(**kw) -> ActorSettings:
-    return ActorSettings(model=TINY_RANDOM, **kw)
+def tiny(**kw) -> ModelCfg:
+    return ModelCfg(name=TINY_RANDOM, **kw)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -133,7 +135,7 @@ def test_save_adapter_without_lora_says_what_to_do(nf4_actor, tmp_path):
 
 
 def test_trimming_keeps_the_preamble(nf4_actor):
-    nf4_actor.settings.max_context_tokens = 300
+    nf4_actor.cfg.max_context_tokens = 300
     try:
         long = chat("start here", steps=40)
         assert nf4_actor.count_tokens(long) > 300
@@ -143,27 +145,33 @@ def test_trimming_keeps_the_preamble(nf4_actor):
         assert kept[4:6] == long[4:6]  # so does the first action/observation pair
         assert len(nf4_actor.generate([long], max_new_tokens=4)[0]) == 1
     finally:
-        nf4_actor.settings.max_context_tokens = 2048
+        nf4_actor.cfg.max_context_tokens = 2048
+
+
+def test_fits_is_the_token_budget_check(nf4_actor):
+    conv = chat("hi", steps=2)
+    n = nf4_actor.count_tokens(conv)
+    assert nf4_actor.fits(n)(conv) and not nf4_actor.fits(n - 1)(conv)
 
 
 def test_missing_local_dir_names_the_setting():
     with pytest.raises(ModelUnavailable, match="model.name"):
-        load_actor(ActorSettings(model="/no/such/model/dir"))
+        load_actor(ModelCfg(name="/no/such/model/dir"))
 
 
 def test_hub_id_without_downloads_names_the_setting(monkeypatch):
-    monkeypatch.setattr(actor_mod, "downloads_off", lambda: True)
+    monkeypatch.setattr(models, "downloads_off", lambda: True)
     with pytest.raises(ModelUnavailable, match="downloads are off: set model.name"):
-        load_actor(ActorSettings(model="nobody-agentr/no-such-model", quantization="none"))
+        load_actor(ModelCfg(name="nobody-agentr/no-such-model", quantization="none"))
 
 
 def test_bf16_where_unsupported_names_the_setting(monkeypatch):
-    monkeypatch.setattr(actor_mod, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: False)
     with pytest.raises(ModelUnavailable, match="model.compute_dtype"):
         load_actor(tiny(compute_dtype="bf16", device="cpu"))
-    assert actor_mod.pick_dtype(tiny(device="cpu"), torch.device("cpu")) == torch.float32
-    monkeypatch.setattr(actor_mod, "cpu_supports_bf16", lambda: True)
-    assert actor_mod.pick_dtype(tiny(device="cpu"), torch.device("cpu")) == torch.bfloat16
+    assert models.pick_dtype(tiny(device="cpu"), torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)
+    assert models.pick_dtype(tiny(device="cpu"), torch.device("cpu")) == torch.bfloat16
 
 
 def test_cuda_without_cuda_names_the_setting(monkeypatch):
@@ -173,8 +181,10 @@ def test_cuda_without_cuda_names_the_setting(monkeypatch):
 
 
 def test_bad_setting_names_the_key():
-    with pytest.raises(ValueError, match="model.quantization"):
-        ActorSettings(quantization="int3")
+    with pytest.raises(ValidationError, match="quantization"):
+        ModelCfg(quantization="int3")
+    with pytest.raises(ConfigError, match="model.quantization"):
+        from_dict({"model": {"quantization": "int3"}})
 
 
 def test_cut_reply_ends_at_the_action_line():
@@ -199,7 +209,7 @@ def test_action_line_done_waits_for_the_full_line(nf4_actor):
 @pytest.mark.slow
 def test_offline_smollm2_writes_a_reply():
     start = time.time()
-    actor = load_actor(ActorSettings(max_new_tokens=32))
+    actor = load_actor(ModelCfg(max_new_tokens=32))
     loaded = time.time() - start
     [[reply]] = actor.generate([[{"role": "system", "content": "You are a helpful assistant."},
                                  {"role": "user", "content": "What is the capital of France?"}]], temperature=0)
@@ -210,8 +220,8 @@ def test_offline_smollm2_writes_a_reply():
 def test_auto_quantization_is_nf4_only_on_cuda(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     for bf16 in (False, True):  # bf16 CPUs too: measured no faster with NF4 (see pick_quantization)
-        monkeypatch.setattr(actor_mod, "cpu_supports_bf16", lambda: bf16)
-        assert actor_mod.pick_quantization(tiny(quantization="auto"), cpu) == "none"
-    assert actor_mod.pick_quantization(tiny(quantization="auto"), gpu) == "nf4"
-    assert actor_mod.pick_quantization(tiny(quantization="nf4"), cpu) == "nf4"  # asked for: always honoured
-    assert actor_mod.pick_quantization(tiny(quantization="none"), gpu) == "none"
+        monkeypatch.setattr(models, "cpu_supports_bf16", lambda bf16=bf16: bf16)
+        assert models.pick_quantization(tiny(quantization="auto"), cpu) == "none"
+    assert models.pick_quantization(tiny(quantization="auto"), gpu) == "nf4"
+    assert models.pick_quantization(tiny(quantization="nf4"), cpu) == "nf4"  # asked for: always honoured
+    assert models.pick_quantization(tiny(quantization="none"), gpu) == "none"

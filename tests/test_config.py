@@ -11,6 +11,8 @@ from agentr_lib.config import ConfigError, from_dict, load_config
     ({"envs": ["alfworld"]}, "bad value for 'envs.0': 'alfworld'; allowed:"),
     ({"revision": {"alpha": [1.5]}}, "bad value for 'revision.alpha'"),
     ({"iterations": -1}, "bad value for 'iterations'"),
+    ({"model": {"max_new_tokens": 4096}}, "bad values in 'model': max_new_tokens must be smaller than max_context"),
+    ({"train": {"gradient_checkpointing": "sometimes"}}, "bad value for 'train.gradient_checkpointing'"),
 ])
 def test_bad_params_give_one_line_naming_the_key(params, expected):
     with pytest.raises(ConfigError) as err:
@@ -44,3 +46,16 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_hash_changes_with_results_relevant_settings():
     assert from_dict({}).hash() != from_dict({"mcts": {"simulations": 4}}).hash()
+
+
+def test_overrides_reach_any_key_and_a_relative_results_dir_is_the_projects(tmp_path):
+    (tmp_path / "params").mkdir()
+    path = tmp_path / "params" / "p.yaml"
+    path.write_text("run_name: p\nmcts: {simulations: 2, candidates: 3}\n")
+    cfg = load_config(path, {"mcts": {"simulations": 4}, "train": {"weight_decay": 0.1}})
+    assert (cfg.mcts.simulations, cfg.mcts.candidates, cfg.train.weight_decay) == (4, 3, 0.1)
+    assert cfg.run_dir == tmp_path / "results" / "p"
+    with pytest.raises(ConfigError, match="unknown key 'mcts.sims'"):
+        load_config(path, {"mcts": {"sims": 4}})
+    with pytest.raises(ConfigError, match="overrides: expected a mapping"):
+        load_config(path, "mcts.simulations=4")

@@ -58,9 +58,10 @@ def llama3_style_tokenizer():
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from agentr_lib.actor import ActorSettings, ModelUnavailable, smollm2_tokenizer
+    from agentr_lib.config import ModelCfg
+    from agentr_lib.models import ModelUnavailable, smollm2_tokenizer
     try:
-        return smollm2_tokenizer(ActorSettings())
+        return smollm2_tokenizer(ModelCfg())
     except ModelUnavailable as err:
         pytest.skip(str(err))
 

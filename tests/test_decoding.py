@@ -5,10 +5,12 @@ import math
 import pytest
 import torch
 
-from agentr_lib.actor import TINY_RANDOM, ActorSettings, cache_kwarg, load_actor
+from agentr_lib.actor import load_actor
+from agentr_lib.config import ModelCfg
 from agentr_lib.decoding import decode, sample_tokens
+from agentr_lib.kv_cache import cache_kwarg
+from agentr_lib.models import TINY_RANDOM
 from agentr_lib.trajectory import Step, conversation
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,13 +50,13 @@ def test_temperature_zero_is_argmax():
 
 @pytest.fixture(scope="module")
 def fp32_actor():
-    return load_actor(ActorSettings(model=TINY_RANDOM, quantization="none", compute_dtype="fp32"))
+    return load_actor(ModelCfg(name=TINY_RANDOM, quantization="none", compute_dtype="fp32"))
 
 
 def decode_rows(actor, convs, is_done, drop_share, max_new=12):
     rows = [actor.tokenizer(actor.prompt_text(c), add_special_tokens=False).input_ids for c in convs]
     actor.forget_prefixes()
-    ids, mask, cache = actor._prefill(rows)
+    ids, mask, cache = actor.prefixes.prefill(actor.model, rows)
     return decode(actor.model, ids, mask, cache, max_new, 0, [], is_done, cache_kwarg(actor.model), drop_share)
 
 
@@ -79,7 +81,7 @@ def test_end_of_turn_ends_a_row_and_is_not_kept(fp32_actor):
     end = full[0][3]  # pretend the 4th token of row 0 ends a turn
     rows = [fp32_actor.tokenizer(fp32_actor.prompt_text(c), add_special_tokens=False).input_ids for c in convs]
     fp32_actor.forget_prefixes()
-    ids, mask, cache = fp32_actor._prefill(rows)
+    ids, mask, cache = fp32_actor.prefixes.prefill(fp32_actor.model, rows)
     got = decode(fp32_actor.model, ids, mask, cache, 12, 0, [end], lambda t: False, cache_kwarg(fp32_actor.model))
     assert got[0] == full[0][:full[0].index(end)]
     assert got[1] == (full[1][:full[1].index(end)] if end in full[1] else full[1])

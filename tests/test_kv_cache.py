@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from agentr_lib.actor import TINY_RANDOM, ActorSettings, cache_kwarg, load_actor
-from agentr_lib.kv_cache import GrowingCache, PrefixStore, tail_groups
+from agentr_lib.actor import load_actor
+from agentr_lib.config import ModelCfg
+from agentr_lib.kv_cache import GrowingCache, PrefixReuse, PrefixStore, cache_kwarg, tail_groups
+from agentr_lib.models import TINY_RANDOM
 from agentr_lib.trajectory import Step, conversation
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,9 +24,9 @@ INSTRUCTION = ("You craft items from recipes. Get ingredients from the environme
 
 @pytest.mark.parametrize("quantization", ["nf4", "none"])
 def test_reused_prefixes_give_the_replies_of_a_fresh_prefill(quantization):
-    reusing = load_actor(ActorSettings(model=TINY_RANDOM, quantization=quantization))
-    fresh = load_actor(ActorSettings(model=TINY_RANDOM, quantization=quantization, prefix_cache_mb=0))
-    assert reusing.reuses_prefixes and not fresh.reuses_prefixes
+    reusing = load_actor(ModelCfg(name=TINY_RANDOM, quantization=quantization))
+    fresh = load_actor(ModelCfg(name=TINY_RANDOM, quantization=quantization, prefix_cache_mb=0))
+    assert reusing.prefixes.reuses_prefixes and not fresh.prefixes.reuses_prefixes
     reusing.generate([episode("oak", 0), episode("a longer birch goal " * 5, 1)], temperature=0, max_new_tokens=4)
     assert reusing.prefixes.reused_tokens > 0  # the instruction, shared by both prompts of the first call
     before = reusing.prefixes.reused_tokens
@@ -39,14 +40,15 @@ def test_reused_prefixes_give_the_replies_of_a_fresh_prefill(quantization):
 
 
 def test_rows_with_unlike_tails_are_prefilled_in_groups_with_the_same_replies(monkeypatch):
-    reusing = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none"))
-    fresh = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none", prefix_cache_mb=0))
+    reusing = load_actor(ModelCfg(name=TINY_RANDOM, quantization="none"))
+    fresh = load_actor(ModelCfg(name=TINY_RANDOM, quantization="none", prefix_cache_mb=0))
     grown = [episode(f"goal {i}", 1) for i in range(3)]
     reusing.generate(grown, temperature=0, max_new_tokens=2)  # stored: the next step of each needs a short tail
     convs = [episode(f"goal {i}", 2) for i in range(3)] + [episode("a brand new long goal " * 12, 6)]
     calls = []
-    prefill = type(reusing)._prefill
-    monkeypatch.setattr(type(reusing), "_prefill", lambda self, rows: calls.append(len(rows)) or prefill(self, rows))
+    prefill = PrefixReuse.prefill
+    monkeypatch.setattr(PrefixReuse, "prefill",
+                        lambda self, model, rows: calls.append(len(rows)) or prefill(self, model, rows))
     got = reusing._generate_batch([reusing.prompt_text(c) for c in convs], 2, temperature=0, max_new=10)
     want = fresh._generate_batch([fresh.prompt_text(c) for c in convs], 2, temperature=0, max_new=10)
     assert got == want
@@ -67,10 +69,10 @@ def test_tail_groups_bound_the_padding():
 
 
 def test_trainable_actor_does_not_reuse_stale_kv():
-    actor = load_actor(ActorSettings(model=TINY_RANDOM), trainable=True)
+    actor = load_actor(ModelCfg(name=TINY_RANDOM), trainable=True)
     actor.generate([episode("oak", 1)], temperature=0, max_new_tokens=4)
     actor.generate([episode("oak", 1)], temperature=0, max_new_tokens=4)
-    assert actor.prefixes.reused_tokens == 0 and not actor.prefixes.entries
+    assert actor.prefixes.reused_tokens == 0 and not actor.prefixes.store.entries
 
 
 def kv(tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -93,12 +95,13 @@ def test_store_finds_the_longest_shared_prefix_and_forgets_the_least_recent():
 
 def test_growing_cache_matches_dynamic_cache_through_generate():
     from transformers import DynamicCache
-    actor = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none"))
+    actor = load_actor(ModelCfg(name=TINY_RANDOM, quantization="none"))
     enc = actor.tokenizer(actor.prompt_text(episode("oak", 2)), return_tensors="pt", add_special_tokens=False)
     outs = []
     for cache in (GrowingCache(actor.model.config.num_hidden_layers), DynamicCache(config=actor.model.config)):
-        outs.append(actor.model.generate(**enc, **{cache_kwarg(actor.model): cache}, do_sample=False, max_new_tokens=150,
-                                         min_new_tokens=150, pad_token_id=0))  # past the first growth (+64)
+        # 150 new tokens: past the first growth (+64)
+        outs.append(actor.model.generate(**enc, **{cache_kwarg(actor.model): cache}, do_sample=False,
+                                         max_new_tokens=150, min_new_tokens=150, pad_token_id=0))
     assert torch.equal(outs[0], outs[1])
 
 
@@ -112,11 +115,12 @@ def test_shared_prefixes_are_the_shortest_common_roots():
 
 def test_sliding_window_models_keep_their_own_cache_and_no_reuse():
     from transformers import DynamicCache, MistralConfig, MistralForCausalLM
+
     from agentr_lib.kv_cache import new_cache, supports_prefix_reuse
     config = MistralConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=2, sliding_window=16)
     windowed = MistralForCausalLM(config)
     assert not supports_prefix_reuse(windowed)
     assert type(new_cache(windowed)) is DynamicCache
-    full = load_actor(ActorSettings(model=TINY_RANDOM, quantization="none"))
+    full = load_actor(ModelCfg(name=TINY_RANDOM, quantization="none"))
     assert supports_prefix_reuse(full.model) and isinstance(new_cache(full.model), GrowingCache)

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from agentr_lib.envs.base import StepResult, TextEnv
-from agentr_lib.mcts import (MCTSSettings, Node, Tree, collect_trees, load_tree, save_tree, search_job,
+from agentr_lib.config import MCTSCfg
+from agentr_lib.mcts import (Node, Tree, collect_trees, load_tree, save_tree, search_job,
                              select_child, uct)
 
 
@@ -90,7 +91,7 @@ def test_first_simulation_by_hand():
     # depth limit 3. Terminal leaves: x (0), b (1), d (0), e (0) => root visits 4, value 1; every node closes,
     # so simulation 2 never starts: 3 expansions in all.
     tree, policy = search({(): ["a", "x", "a"], ("a",): ["b", "c"], ("a", "c"): ["d", "e"]},
-                          MCTSSettings(simulations=2, candidates=3, max_depth=3))
+                          MCTSCfg(simulations=2, candidates=3, max_depth=3))
     root, top = tree.root, by_action(tree)
     assert len(root.children) == 2 and set(top) == {"a", "x"}  # duplicate "a" merged
     assert (root.visits, root.value, root.terminal) == (4, 1.0, True)
@@ -111,7 +112,7 @@ def test_closed_subtree_is_never_reentered():
     # unvisited-first tie-break picks, 8 simulations expand root, a, c, cc exactly once each and stop early.
     table = {(): ["a", "c"], ("a",): ["x"]}
     for seed in range(6):
-        tree, policy = search(table, MCTSSettings(simulations=8, candidates=2, max_depth=3), seed=seed)
+        tree, policy = search(table, MCTSCfg(simulations=8, candidates=2, max_depth=3), seed=seed)
         a = by_action(tree)["a"]
         assert a.terminal and tree.nodes[a.children[0]].failed
         assert policy.calls == 4 and sorted(p for p, _, _ in policy.requests) == [(), ("a",), ("c",), ("c", "c")]
@@ -125,7 +126,7 @@ def test_one_simulation_expands_one_unvisited_child():
     table = {(): ["a", "c"], ("a",): ["b", "z"], ("c",): ["d"]}
     first = set()
     for seed in range(12):
-        tree, policy = search(table, MCTSSettings(simulations=1, candidates=2, max_depth=2), seed=seed)
+        tree, policy = search(table, MCTSCfg(simulations=1, candidates=2, max_depth=2), seed=seed)
         assert policy.calls == 2
         expanded = [n.action for n in tree.nodes[1:] if n.children]
         assert len(expanded) == 1
@@ -133,13 +134,13 @@ def test_one_simulation_expands_one_unvisited_child():
         assert tree.root.visits == (2 if expanded == ["a"] else 1)
         assert tree.root.value == (1.0 if expanded == ["a"] else 0.0)
     assert first == {"a", "c"}
-    tree, _ = search(table, MCTSSettings(simulations=2, candidates=2, max_depth=2))
+    tree, _ = search(table, MCTSCfg(simulations=2, candidates=2, max_depth=2))
     assert (tree.root.visits, tree.root.value) == (3, 1.0)
     assert (by_action(tree)["a"].visits, by_action(tree)["a"].value) == (2, 1.0)
 
 
 def test_depth_limit_is_twenty_actions():
-    tree, policy = search({}, MCTSSettings(simulations=8, candidates=4))  # always "c": a single chain
+    tree, policy = search({}, MCTSCfg(simulations=8, candidates=4))  # always "c": a single chain
     assert len(tree.nodes) == 21 and max(n.depth for n in tree.nodes) == 20  # paper: 20, not the code's 21
     assert policy.calls == 20
     assert [n.depth for n in tree.leaves()] == [20]
@@ -171,7 +172,7 @@ def test_uct_choice_by_hand():
 
 def test_snapshot_and_replay_give_identical_trees():
     table = {(): ["a", "c", "x"], ("a",): ["b", "c", "d"], ("c",): ["a", "b"], ("c", "a"): ["b", "x"]}
-    settings = MCTSSettings(simulations=8, candidates=3, max_depth=4)
+    settings = MCTSCfg(simulations=8, candidates=3, max_depth=4)
     copy_env, replay_env = ChoiceEnv(snapshots=True), ChoiceEnv(snapshots=False)
     t1, _ = search(table, settings, env=copy_env, seed=3)
     t2, _ = search(table, settings, env=replay_env, seed=3)
@@ -184,7 +185,7 @@ def test_snapshot_and_replay_give_identical_trees():
 
 
 def test_tree_round_trip(tmp_path):
-    tree, _ = search({(): ["a", "x"], ("a",): ["b"]}, MCTSSettings(max_depth=3))
+    tree, _ = search({(): ["a", "x"], ("a",): ["b"]}, MCTSCfg(max_depth=3))
     save_tree(tree, tmp_path / "t.json")
     again = load_tree(tmp_path / "t.json")
     assert again == tree and again.to_dict() == tree.to_dict()
@@ -215,7 +216,7 @@ class HashPolicy:
 
 
 def test_collect_trees_resume_gives_identical_files(tmp_path):
-    settings = MCTSSettings(simulations=4, candidates=3, max_depth=4)
+    settings = MCTSCfg(simulations=4, candidates=3, max_depth=4)
     made = []
 
     def make_env():
@@ -225,8 +226,8 @@ def test_collect_trees_resume_gives_identical_files(tmp_path):
     ids = list(range(6))
 
     def collect(out, policy, in_flight=4):  # one env here; test_collect_trees_serves_every_env_in_one_run: several
-        stats = collect_trees({"choice": ids}, lambda name: make_env(), policy, settings, out, seed=7,
-                              in_flight=in_flight, progress=False)
+        stats = collect_trees({"choice": ids}, lambda name: make_env(), policy,
+                              settings.model_copy(update={"trees_in_flight": in_flight}), out, seed=7, progress=False)
         return {**stats, **stats["envs"]["choice"]}
 
     stats = collect(tmp_path / "full", HashPolicy(), in_flight=3)
@@ -268,16 +269,16 @@ def test_collect_trees_serves_every_env_in_one_run(tmp_path):
         name = "other"
 
     policy = HashPolicy()
-    settings = MCTSSettings(simulations=2, candidates=2, max_depth=3)
+    settings = MCTSCfg(simulations=2, candidates=2, max_depth=3, trees_in_flight=4)
     both = collect_trees({"choice": [0, 1], "other": [0, 2]}, lambda name: OtherEnv() if name == "other" else ChoiceEnv(),
-                         policy, settings, tmp_path / "both", seed=7, in_flight=4, progress=False)
+                         policy, settings, tmp_path / "both", seed=7, progress=False)
     assert {n: s["trees"] for n, s in both["envs"].items()} == {"choice": 2, "other": 2}
     assert sorted(p.name for p in (tmp_path / "both" / "other").iterdir()) == ["0.json", "2.json"]
     separate = 0
     for name, ids in (("choice", [0, 1]), ("other", [0, 2])):
         alone = HashPolicy()
         collect_trees({name: ids}, lambda n: OtherEnv() if n == "other" else ChoiceEnv(), alone, settings,
-                      tmp_path / "alone", seed=7, in_flight=4, progress=False)
+                      tmp_path / "alone", seed=7, progress=False)
         separate += alone.calls
     assert policy.calls < separate  # the envs' expansions rode in the same calls
     assert (tmp_path / "both" / "choice" / "1.json").read_bytes() == (tmp_path / "alone" / "choice" / "1.json").read_bytes()

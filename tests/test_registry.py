@@ -53,15 +53,15 @@ def test_missing_dependency_becomes_env_unavailable(monkeypatch, tmp_path):
 
 def test_select_tasks_is_deterministic_sorted_and_nested():
     env = ListEnv(range(100, 0, -1))
-    a = select_tasks(env, "train", 10, seed=3)
-    assert a == select_tasks(env, "train", 10, seed=3) == sorted(a)
+    a = select_tasks(env.task_ids("train"), 10, seed=3)
+    assert a == select_tasks(env.task_ids("train"), 10, seed=3) == sorted(a)
     assert len(set(a)) == 10 and set(a) <= set(range(1, 101))
-    assert a != select_tasks(env, "train", 10, seed=4)
-    assert set(a) <= set(select_tasks(env, "train", 20, seed=3))  # a larger n extends a smaller one
-    assert select_tasks(env, "train", None) == select_tasks(env, "train", 1000) == list(range(1, 101))
-    assert select_tasks(env, "train", 0) == []
+    assert a != select_tasks(env.task_ids("train"), 10, seed=4)
+    assert set(a) <= set(select_tasks(env.task_ids("train"), 20, seed=3))  # a larger n extends a smaller one
+    assert select_tasks(env.task_ids("train"), None) == select_tasks(env.task_ids("train"), 1000) == list(range(1, 101))
+    assert select_tasks(env.task_ids("train"), 0) == []
     with pytest.raises(ValueError):
-        select_tasks(env, "train", -1)
+        select_tasks(env.task_ids("train"), -1)
 
 
 def test_split_file_sizes_and_disjointness():

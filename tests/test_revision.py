@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from agentr_lib.config import RevisionCfg
 from agentr_lib.mcts import Node, Tree
 from agentr_lib.revision import (REVISION_THOUGHTS, Path, build_revision_samples, critique_job, good_paths,
                                  leaf_paths, make_pairs, parse_verdict, splice)
@@ -117,8 +118,8 @@ def test_parse_verdict(reply, verdict):
 
 
 def build(trees, verifier, variant="agent_r", alpha=1.0, include_good=False, seed=0):
-    return build_revision_samples(trees, verifier, variant=variant, alpha=alpha, beta=0.2, include_good=include_good,
-                                  seed=seed, in_flight=3)
+    revision = RevisionCfg(variant=variant, beta=0.2, include_good=include_good, critiques_in_flight=3)
+    return build_revision_samples(trees, verifier, revision, alpha, seed=seed)
 
 
 def test_splice_bad_at_step_2():
@@ -194,7 +195,8 @@ def test_counts_variants_and_skipped_trees():
                          (7, 6): (3, ["bad"])}
     assert stats["choice"] == {"trees": 1, "trees_skipped": 0, "paths": 5, "good_paths": 2, "pairs": 4, "revision": 4,
                                "direct_revision": 0, "good": 2, "optimal": 0, "no_bad": 0, "mean_revision_length": 2.0,
-                               "verdicts": {"good": 1, "bad": 2, "uncertain": 0, "unparsable": 2}}
+                               "verdicts": {"good": 1, "bad": 2, "uncertain": 0, "unparsable": 2},
+                               "revision_samples": 4, "good_samples": 2}  # Table 1's columns
     assert stats["other"]["trees"] == 1 and stats["other"]["trees_skipped"] == 1 and stats["other"]["pairs"] == 0
     assert all(s["env"] == "choice" for s in samples)
     # batched, 3 in flight: call 1 judges x, c, x; call 2 judges d (pair 3,6) and d (pair 7,6, started late)

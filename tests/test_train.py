@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
 
+from agentr_lib.config import ModelCfg, TrainCfg
 from agentr_lib.data import IGNORE_INDEX, tokenize_conversation
-from agentr_lib.train import (PaddingCollator, TrainSettings, last_complete_checkpoint, resolve_auto, train_actor,
-                              train_sft)
+from agentr_lib.train import PaddingCollator, last_complete_checkpoint, resolve_auto, train_actor, train_sft
 from agentr_lib.trajectory import message, preamble
 
 CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
@@ -61,9 +61,10 @@ def tiny_lora(tokenizer, seed: int = 0):
                                                                    target_modules="all-linear"))
 
 
-def settings(**kw) -> TrainSettings:
-    base = dict(max_steps=12, learning_rate=3e-2, batch_size=2, logging_steps=2, save_steps=4)
-    return TrainSettings(**{**base, **kw})
+def settings(**kw) -> TrainCfg:
+    base = dict(max_steps=12, learning_rate=3e-2, batch_size=2, grad_accum=1, max_length=2048, logging_steps=2,
+                save_steps=4)
+    return TrainCfg(**{**base, **kw})
 
 
 def batch_loss(model, tokenizer, samples, labels_everywhere: bool = False, trained_logits_only: bool = False) -> float:
@@ -93,7 +94,7 @@ def test_a_few_steps_overfit_a_repeated_sample_and_write_the_adapter(tokenizer, 
 
 
 def test_auto_settings_on_cpu(tokenizer):
-    r = resolve_auto(tiny_lora(tokenizer), TrainSettings())
+    r = resolve_auto(tiny_lora(tokenizer), TrainCfg())
     assert (r.device, r.optim, r.gradient_checkpointing, r.quantized_4bit) == ("cpu", "adamw_torch", False, False)
 
 
@@ -178,8 +179,9 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint_and_ends_where_a
 # --------------------------------------------------------------------------------------------------- the real actor
 @pytest.mark.slow
 def test_qlora_actor_trains_on_cpu_and_its_adapter_loads_back(tmp_path):
-    from agentr_lib.actor import TINY_RANDOM, ActorSettings, ModelUnavailable, load_actor
-    actor_settings = ActorSettings(model=TINY_RANDOM, quantization="nf4", device="cpu")
+    from agentr_lib.actor import load_actor
+    from agentr_lib.models import TINY_RANDOM, ModelUnavailable
+    actor_settings = ModelCfg(name=TINY_RANDOM, quantization="nf4", device="cpu")
     try:
         actor = load_actor(actor_settings, trainable=True)
     except ModelUnavailable as err:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import random
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 
@@ -48,12 +49,12 @@ def make_env(name: str, **kwargs) -> TextEnv:
     return getattr(module, class_name)(**kwargs)
 
 
-def select_tasks(env: TextEnv, split: str, n: int | None, seed: int = 0) -> list[int]:
-    """A deterministic subset of `env.task_ids(split)` of size `n` (None or n >= size: all), sorted.
+def select_tasks(task_ids: Iterable[int], n: int | None, seed: int = 0) -> list[int]:
+    """A deterministic subset of `task_ids` of size `n` (None or n >= size: all), sorted.
 
     The subset is a prefix of one seeded shuffle, so a larger `n` with the same seed extends a smaller one.
     """
-    ids = sorted(env.task_ids(split))
+    ids = sorted(task_ids)
     if n is None or n >= len(ids):
         return ids
     if n < 0:

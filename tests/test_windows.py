@@ -1,6 +1,6 @@
-"""Stage helpers that are not covered by the end-to-end pipeline test."""
+"""Long samples cut into trimmed windows (data.fitted, data.demo_samples): every trained turn is trained."""
 from agentr_lib.envs.webshop import WebShopEnv
-from agentr_lib.stages import demo_samples, fitted
+from agentr_lib.data import demo_samples, fitted
 from agentr_lib.trajectory import Step, conversation, message, preamble
 
 

@@ -1,0 +1,168 @@
+"""Where everything of a run lives, and the bookkeeping that makes a run resumable: the one module that knows.
+
+    results/<run>/warmstart/              adapter/ (small models only) + 00_warmstart.ipynb
+    results/<run>/iter_0/eval/            the baseline: episodes + metrics.json      (iter_0/00_baseline.ipynb)
+    results/<run>/iter_k/trees/<env>/     MCTS trees, one JSON per task            (iter_k/01_collect.ipynb)
+    results/<run>/iter_k/data/            dataset/ (HF) + metrics.json (Table 1)    (iter_k/02_revise.ipynb)
+    results/<run>/iter_k/train/adapter/   the actor after iteration k (checkpoints beside it while training)
+    results/<run>/iter_k/eval/<env>/      held-out episodes + metrics.json          (iter_k/04_evaluate.ipynb)
+    results/<run>/report/                 tables and figures                        (report/05_report.ipynb)
+
+Every stage folder holds, once the stage has finished, `DONE.json` (counts, timings, versions) and `config.yaml`
+(the fully resolved params it ran with); from its first moment on, `params.json` pins the params that shape its
+results, so a re-run skips done stages and refuses to mix outputs of different params.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, ConfigError
+from .files import read_json, write_json, write_yaml
+
+# Knobs that change speed, not results: a resumed run may change them freely.
+THROUGHPUT_KEYS = {"trees_in_flight", "episodes_in_flight", "critiques_in_flight", "generate_batch_size",
+                   "prefix_cache_mb"}
+DONE, PINNED, RESOLVED = "DONE.json", "params.json", "config.yaml"
+
+
+class RunLayout:
+    """The paths of one run (`results/<run>/`)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def iteration_dir(self, k: int) -> Path:
+        return self.root / f"iter_{k}"
+
+    @property
+    def warmstart(self) -> Path:
+        return self.root / "warmstart"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def trees(self, k: int) -> Path:
+        return self.iteration_dir(k) / "trees"
+
+    def data(self, k: int) -> Path:
+        return self.iteration_dir(k) / "data"
+
+    def dataset(self, k: int) -> Path:
+        return self.data(k) / "dataset"
+
+    def train(self, k: int) -> Path:
+        return self.iteration_dir(k) / "train"
+
+    def eval(self, k: int) -> Path:
+        """Iteration k's held-out episodes (k = 0: the starting actor's baseline)."""
+        return self.iteration_dir(k) / "eval"
+
+    def adapter(self, k: int) -> Path:
+        """The actor after iteration k; k = 0 is the warm-started actor."""
+        return (self.train(k) if k > 0 else self.warmstart) / "adapter"
+
+    def iterations(self) -> list[int]:
+        """The iterations that have a folder, in order."""
+        return sorted(int(p.name.split("_")[1]) for p in self.root.glob("iter_*") if p.name.split("_")[1].isdigit())
+
+    def metrics(self, stage: str) -> dict[int, dict]:
+        """Each iteration's metrics.json of a stage ("eval" or "data"); iterations without one are left out."""
+        found = {k: getattr(self, stage)(k) / "metrics.json" for k in self.iterations()}
+        return {k: read_json(p) for k, p in found.items() if p.exists()}
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One notebook run of a study: which notebook, for which iteration, what marks it done, where its record goes."""
+    notebook: str
+    iteration: int | None
+    folder: Path | None  # whose DONE.json marks it finished; None: always re-run (the report only reads metrics)
+    record_dir: Path  # the executed notebook lands here, beside what it made
+
+    @property
+    def label(self) -> str:
+        return self.notebook if self.iteration is None else f"{self.notebook} (iteration {self.iteration})"
+
+
+def plan(cfg: Config) -> list[StageRun]:
+    """The stage notebooks of a study in running order."""
+    run = RunLayout(cfg.run_dir)
+    steps = []
+    if cfg.warmstart.enabled:
+        steps.append(StageRun("00_warmstart", None, run.warmstart, run.warmstart))
+    steps.append(StageRun("00_baseline", 0, run.eval(0), run.iteration_dir(0)))
+    for k in range(1, cfg.iterations + 1):
+        steps += [StageRun("01_collect", k, run.trees(k), run.iteration_dir(k)),
+                  StageRun("02_revise", k, run.data(k), run.iteration_dir(k)),
+                  StageRun("03_train", k, run.train(k), run.iteration_dir(k)),
+                  StageRun("04_evaluate", k, run.eval(k), run.iteration_dir(k))]
+    steps.append(StageRun("05_report", None, None, run.report))
+    return steps
+
+
+# --- done markers and params pinning ------------------------------------------------------------------------------
+def params_fingerprint(cfg: Config) -> dict:
+    """The params that shape results (not the run's name, its length, or throughput knobs)."""
+    def strip(d):
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in THROUGHPUT_KEYS}
+    d = strip(cfg.to_dict())
+    for k in ("run_name", "results_dir", "iterations"):
+        d.pop(k)
+    return d
+
+
+def is_done(folder: Path) -> bool:
+    return (Path(folder) / DONE).exists()
+
+
+def done_info(folder: Path) -> dict:
+    return read_json(Path(folder) / DONE)
+
+
+def require_done(folder: Path, message: str) -> None:
+    """An upstream stage must have finished before this one reads its outputs."""
+    if not is_done(folder):
+        raise ConfigError(message)
+
+
+def check_params(folder: Path, cfg: Config) -> None:
+    """Refuse, with one clear message, when `folder` holds outputs made with other params."""
+    pinned = Path(folder) / PINNED
+    if not pinned.exists():
+        return
+    theirs, mine = read_json(pinned), params_fingerprint(cfg)
+    if theirs != mine:
+        changed = sorted(k for k in mine if theirs.get(k) != mine[k])
+        raise ConfigError(f"{folder} was made with other params (differing sections: {', '.join(changed)}); "
+                          f"set run_name to a new name, or delete {folder} to redo it")
+
+
+def claim(folder: Path, cfg: Config) -> None:
+    """Pin `folder` to these params (after checking it holds nothing made with other params)."""
+    check_params(folder, cfg)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_json(Path(folder) / PINNED, params_fingerprint(cfg))
+
+
+@contextmanager
+def stage(cfg: Config, folder: Path, **counts):
+    """Claim the folder, time the work; at the end (only when the body finished) write the resolved config and
+    DONE.json, in that order, so that a done stage always has its config beside it."""
+    claim(folder, cfg)
+    start = time.time()
+    info: dict = dict(counts)
+    yield info
+    info.update(seconds=round(time.time() - start, 1), versions=_versions(), finished=time.strftime("%F %T"))
+    write_yaml(Path(folder) / RESOLVED, cfg.to_dict())
+    write_json(Path(folder) / DONE, info)
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
