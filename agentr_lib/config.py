@@ -118,7 +118,8 @@ class TrainCfg(Section):
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    optim: str = "auto"  # a TrainingArguments optim name; auto: paged_adamw_8bit for a 4-bit model on CUDA, else adamw_torch
+    # a TrainingArguments optim name; auto: paged_adamw_8bit for a 4-bit model on CUDA, else adamw_torch
+    optim: str = "auto"
     gradient_checkpointing: Literal["auto", True, False] = "auto"  # auto: on CUDA (memory-bound), off on CPU
     group_by_length: bool = True  # batches of similar lengths (less padding); ignored when batch_size is 1
     trained_logits_only: bool = True  # output head only where a trained token is predicted (same loss, less memory)

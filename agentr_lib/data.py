@@ -2,7 +2,8 @@
 
 A *sample* is a plain dict
     {"messages": [{"role", "content", "loss"}, ...], "kind": "good" | "revision" | "direct_revision" | "optimal"
-     | "general" | "demo" | "demo_window", "env": str | None, "task_id": ..., **provenance (leaf ids, t_prime, revision_length, ...)}
+     | "general" | "demo" | "demo_window", "env": str | None, "task_id": ...,
+     **provenance (leaf ids, t_prime, revision_length, ...)}
 with the message layout of `trajectory.py`. On disk it is an HF dataset (`save_to_disk`), one row per sample.
 The loss mask is decided in exactly one place: `tokenize_conversation`.
 """

@@ -94,7 +94,7 @@ class Tree:
                 "nodes": [asdict(n) for n in self.nodes]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Tree":
+    def from_dict(cls, d: dict) -> Tree:
         return cls(env=d["env"], task_id=d["task_id"], instruction=d["instruction"],
                    first_observation=d["first_observation"], settings=d.get("settings", {}),
                    nodes=[Node(**n) for n in d["nodes"]], seed=d.get("seed"))
@@ -329,8 +329,8 @@ def collect_trees(tasks: Mapping[str, list[int]], make_env: Callable[[str], Text
     with env_pools(todo, make_env) as pools:
         jobs = (pools[name].borrowing(job, name, t) for name, ids in todo.items() for t in ids)
         try:
-            run_jobs(jobs, timed, in_flight=settings.trees_in_flight, on_result=tally, progress="MCTS" if progress else None,
-                     total=sum(map(len, todo.values())))
+            run_jobs(jobs, timed, in_flight=settings.trees_in_flight, on_result=tally,
+                     progress="MCTS" if progress else None, total=sum(map(len, todo.values())))
         finally:
             stats["envs_made"] = sum(len(pool.envs) for pool in pools.values())
     stats.update(generate_calls=timed.calls, policy_s=timed.seconds, wall_s=time.perf_counter() - t0)

@@ -1,8 +1,6 @@
 """05_report: the paper's tables and figures beside ours, from the metrics files of a run (results/<run>/report/)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 

@@ -1,8 +1,8 @@
 """What the stage notebooks show: one helper per thing a researcher looks at after a stage.
 
-Each returns what it shows (a Markdown block, a table, a figure), so a notebook cell's value is the display. Figures
-are returned closed: the inline backend draws every open figure at the end of a cell, besides the cell's value, and
-an open one would be shown twice.
+Most return what they show (a Markdown block, a table, a figure), so the cell's value is the display; `sample` prints
+and `report` displays several things. Figures are returned closed: the inline backend draws every open figure at the
+end of a cell, besides the cell's value, so an open one would be shown twice.
 """
 from __future__ import annotations
 
@@ -17,29 +17,29 @@ from .files import read_json
 from .layout import RunLayout
 from .report import revision_table, score_table
 
-_ABSENT = object()  # a key the defaults do not have (e.g. an env's own env_kwargs)
-
 
 def config(cfg: Config, *sections: str) -> Markdown:
-    """The resolved params a stage runs with: the run's top-level settings and the named sections, as YAML. A value
-    that differs from the default (the paper's setting, where the paper gives one) names the default beside it."""
+    """The resolved params a stage runs with: the run's top-level settings and the named sections (of `tasks`, the
+    study's envs), as YAML. A value that differs from the default (the paper's setting, where the paper gives one)
+    names the default beside it."""
     resolved, defaults = cfg.to_dict(), Config().to_dict()
-    shown = {k: v for k, v in resolved.items() if k != "results_dir" and (k in sections or not isinstance(v, dict))}
+    shown = {k: v for k, v in resolved.items()
+             if k not in ("run_name", "results_dir") and (k in sections or not isinstance(v, dict))}
+    if "tasks" in shown:
+        shown["tasks"] = {env: shown["tasks"][env] for env in cfg.envs}
     yaml_text = "\n".join(_yaml_lines(shown, defaults))
     return Markdown(f"Params of this stage, run folder `{cfg.run_dir}` (every key: `config.yaml` beside the stage's "
                     f"outputs)\n```yaml\n{yaml_text}\n```")
 
 
 def _yaml_lines(values: dict, defaults: dict, indent: str = "") -> list[str]:
-    """YAML, one key a line (leaves in JSON, which YAML reads), each changed leaf with its default as a comment."""
+    """YAML, one key a line (values in JSON, which YAML reads), each changed value with its default as a comment.
+    A section is a mapping whose default has keys; a free-form mapping (env_kwargs) is one value."""
     lines = []
     for key, value in values.items():
-        default = defaults.get(key, _ABSENT)
-        if isinstance(value, dict) and value:
-            lines += [f"{indent}{key}:", *_yaml_lines(value, default if isinstance(default, dict) else {},
-                                                      indent + "  ")]
-        elif default is _ABSENT:
-            lines.append(f"{indent}{key}: {json.dumps(value)}  # not a default key")
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict) and default:
+            lines += [f"{indent}{key}:", *_yaml_lines(value, default, indent + "  ")]
         else:
             changed = "" if value == default else f"  # default: {json.dumps(default)}"
             lines.append(f"{indent}{key}: {json.dumps(value)}{changed}")

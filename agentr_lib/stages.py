@@ -21,7 +21,7 @@ def load_actor_at(cfg: Config, iteration: int, trainable: bool = False):
     if iteration > 0 or cfg.warmstart.enabled:
         adapter = RunLayout(cfg.run_dir).adapter(iteration)
         if not adapter.exists():
-            raise ConfigError(f"the actor of iteration {iteration} is missing ({adapter}); run the earlier stages first")
+            raise ConfigError(f"the actor of iteration {iteration} is missing ({adapter}): run the earlier stages")
     return load_actor(cfg.model, adapter=adapter, trainable=trainable, seed=cfg.seed)
 
 

@@ -8,7 +8,6 @@ Messages are plain dicts `{"role", "content", "loss"}`; `loss` says whether trai
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 ACK = "Ok."
@@ -43,7 +42,7 @@ class Episode:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Episode":
+    def from_dict(cls, d: dict) -> Episode:
         d = {k: v for k, v in d.items() if k != "turns"}
         d["steps"] = [Step(**s) for s in d["steps"]]
         return cls(**d)

@@ -149,9 +149,9 @@ def main():
         print(f"       (load average {load:.1f} before, {os.getloadavg()[0]:.1f} after)")
     if len(results) == 2:
         naive, kit = results["naive"], results["kit"]
-        rate = lambda s: s["trees"] / s["wall_s"]  # noqa: E731
-        per_expansion = lambda s: s["wall_s"] / max(1, s["expansions"])  # noqa: E731
-        cpu_per_expansion = lambda s: s["cpu_s"] / max(1, s["expansions"])  # noqa: E731
+        rate = lambda s: s["trees"] / s["wall_s"]
+        per_expansion = lambda s: s["wall_s"] / max(1, s["expansions"])
+        cpu_per_expansion = lambda s: s["cpu_s"] / max(1, s["expansions"])
         print(f"speed-up (kit over naive): trees/hour {rate(kit) / rate(naive):.2f}x, "
               f"time per expansion {per_expansion(naive) / per_expansion(kit):.2f}x, "
               f"cpu time per expansion {cpu_per_expansion(naive) / cpu_per_expansion(kit):.2f}x")

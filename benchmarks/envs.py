@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing the kit
-from agentr_lib.envs import ENV_NAMES, EnvUnavailable, TextEnv, make_env, select_tasks  # noqa: E402
+from agentr_lib.envs import ENV_NAMES, EnvUnavailable, TextEnv, make_env, select_tasks
 
 STATE_STEPS = 10
 PAD_ACTION = "inventory"  # fills a demo shorter than 10 steps; valid in TextCraft and SciWorld, a no-op elsewhere

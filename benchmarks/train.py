@@ -83,7 +83,7 @@ def run_one(variant: str, model: str, steps: int, batch_size: int, threads: int 
 
 
 def bf16_ok() -> bool:
-    from agentr_lib.config import ModelCfg, TrainCfg
+    from agentr_lib.config import ModelCfg
     from agentr_lib.models import bf16_supported, pick_device
     return bf16_supported(pick_device(ModelCfg()))
 

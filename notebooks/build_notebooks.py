@@ -1,63 +1,85 @@
-"""Writes the stage notebooks (thin callers of agentr_lib.stages). Run after editing: python notebooks/build_notebooks.py
+"""Writes the stage notebooks, thin callers of agentr_lib.stages. Run after editing: python notebooks/build_notebooks.py
+(into notebooks/; `python notebooks/build_notebooks.py DIR` writes them into DIR; tests/test_notebooks.py checks that
+the committed notebooks are what this writes).
 
-Each notebook: a title, one cell tagged `parameters` (papermill injects params_file and iteration), one cell that runs
-its stage, and cells that show what the stage made. No stored outputs.
+Each notebook: a title; one cell tagged `parameters` (papermill injects params_file, iteration and overrides: any
+params keys on top of the params file); a setup cell that loads the config and shows the stage's sections of it;
+one cell that runs the stage; cells that show what it made. No stored outputs; cell ids are the cells' positions, as
+nbstripout (the pre-commit hook) writes them, so the hook leaves generated notebooks alone.
 """
+import sys
 from pathlib import Path
 
 import nbformat as nbf
 
 HERE = Path(__file__).parent
-SETUP = "from agentr_lib import stages, report\ncfg = stages.load(params_file)"
+PARAMS = ('params_file = "../params/tiny.yaml"  # the study\'s params file\n'
+          '{iteration}overrides = {{}}  # any params keys on top of it, e.g. {{"mcts": {{"simulations": 4}}}}')
+SETUP = ("from agentr_lib import show, stages\n"
+         "from agentr_lib.config import load_config\n\n"
+         "cfg = load_config(params_file, overrides)\n"
+         "show.config(cfg, {sections})")
 
+# name: (title, iteration (None: the notebook has none), config sections it shows, cells after the setup)
 NOTEBOOKS = {
     "00_warmstart": ("# 00 · Warm-start (small models only)\nTeaches a small model the `Thought:`/`Action:` format "
                      "from a few scripted demonstrations, so that MCTS can find good paths at all. Off in the paper's "
-                     "settings (`warmstart.enabled`).", None,
-                     ["info = stages.warmstart(cfg)\ninfo",
-                      "report.show_training(cfg.run_dir / 'warmstart')"]),
+                     "settings (`warmstart.enabled`).", None, ["model", "tasks", "warmstart"],
+                     ["stages.warmstart(cfg)",
+                      "show.loss_curve(cfg)"]),
     "00_baseline": ("# 00 · Baseline\nThe starting actor on the held-out test tasks (iteration 0): scores, error "
-                    "recovery of its own failures, loops.", 0,
+                    "recovery of its own failures, loops.", 0, ["model", "tasks", "evaluate"],
                     ["metrics = stages.evaluate(cfg, iteration)",
-                     "report.score_table({iteration: metrics})"]),
+                     "show.scores(cfg)",
+                     "show.recovery(cfg)"]),
     "01_collect": ("# 01 · Collect\nMonte-Carlo tree search with the actor of the previous iteration on the training "
-                   "tasks: one tree per task (`trees/<env>/<task>.json`).", 1,
-                   ["info = stages.collect(cfg, iteration)\ninfo",
-                    "report.show_tree(cfg, iteration)"]),
+                   "tasks: one tree per task (`trees/<env>/<task>.json`).", 1, ["model", "tasks", "mcts"],
+                   ["stages.collect(cfg, iteration)",
+                    "show.tree(cfg, iteration)"]),
     "02_revise": ("# 02 · Revise\nGood/bad pairs from each tree; the actor names the first error of the bad path; "
                   "splice bad prefix + revision turn + good continuation. Good paths are kept too.", 1,
-                  ["info = stages.revise(cfg, iteration)\ninfo",
-                   "report.revision_table(report.read_metrics(cfg.run_dir)[1])",
-                   "report.show_sample(cfg, iteration)"]),
+                  ["model", "revision"],
+                  ["stages.revise(cfg, iteration)",
+                   "show.table1(cfg)",
+                   "show.sample(cfg, iteration)"]),
     "03_train": ("# 03 · Train\nMasked SFT (QLoRA) of the previous actor: loss on good turns, the revision turn and "
-                 "the good continuation, never on the bad prefix.", 1,
-                 ["info = stages.train(cfg, iteration)\ninfo",
-                  "report.show_training(stages.stage_dir(cfg, 'train', iteration))"]),
+                 "the good continuation, never on the bad prefix.", 1, ["model", "train"],
+                 ["stages.train(cfg, iteration)",
+                  "show.loss_curve(cfg, iteration)"]),
     "04_evaluate": ("# 04 · Evaluate\nThe new actor on the held-out tasks: scores with 95 % intervals, error recovery "
-                    "from the baseline's failures, loops.", 1,
+                    "from the baseline's failures, loops.", 1, ["model", "tasks", "evaluate"],
                     ["metrics = stages.evaluate(cfg, iteration)",
-                     "report.score_table(report.read_metrics(cfg.run_dir)[0])"]),
+                     "show.scores(cfg)",
+                     "show.recovery(cfg)"]),
     "05_report": ("# 05 · Report\nEvery metrics file of the run, beside the paper's numbers: tables and figures in "
-                  "`results/<run>/report/`.", None,
-                  ["written = stages.report(cfg)\nwritten",
-                   "report.show_report(cfg)"]),
+                  "`results/<run>/report/`.", None, ["revision"],
+                  ["stages.report(cfg)",
+                   "show.report(cfg)"]),
 }
 
 
-def build(name, title, iteration, cells):
+def notebook(title: str, iteration: int | None, sections: list[str], cells: list[str]) -> nbf.NotebookNode:
+    params = nbf.v4.new_code_cell(PARAMS.format(iteration="" if iteration is None else f"iteration = {iteration}\n"))
+    params.metadata["tags"] = ["parameters"]
+    setup = nbf.v4.new_code_cell(SETUP.format(sections=", ".join(f'"{s}"' for s in sections)))
     nb = nbf.v4.new_notebook()
-    params = 'params_file = "../params/tiny.yaml"  # papermill injects the study\'s params file'
-    if iteration is not None:
-        params += f"\niteration = {iteration}"
-    param_cell = nbf.v4.new_code_cell(params)
-    param_cell.metadata["tags"] = ["parameters"]
-    nb.cells = [nbf.v4.new_markdown_cell(title), param_cell, nbf.v4.new_code_cell(SETUP)]
-    nb.cells += [nbf.v4.new_code_cell(c) for c in cells]
+    nb.cells = [nbf.v4.new_markdown_cell(title), params, setup, *map(nbf.v4.new_code_cell, cells)]
+    for i, cell in enumerate(nb.cells):  # stable ids (nbformat's are random): the ones nbstripout gives
+        cell.id = str(i)
     nb.metadata["kernelspec"] = {"name": "agentr-kit", "display_name": "agentr-kit", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    nbf.write(nb, HERE / f"{name}.ipynb")
+    return nb
+
+
+def build(out_dir: Path = HERE) -> list[Path]:
+    """Write every stage notebook into `out_dir`; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, spec in NOTEBOOKS.items():
+        nbf.write(notebook(*spec), out_dir / f"{name}.ipynb")
+        written.append(out_dir / f"{name}.ipynb")
+    return written
 
 
 if __name__ == "__main__":
-    for name, (title, iteration, cells) in NOTEBOOKS.items():
-        build(name, title, iteration, cells)
+    build(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)

@@ -6,8 +6,17 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from agentr_lib.data import (IGNORE_INDEX, labelled_spans, load_data, load_general_data, mix_general, save_data,
-                             to_dataset, tokenize_conversation, tokenize_dataset)
+from agentr_lib.data import (
+    IGNORE_INDEX,
+    labelled_spans,
+    load_data,
+    load_general_data,
+    mix_general,
+    save_data,
+    to_dataset,
+    tokenize_conversation,
+    tokenize_dataset,
+)
 from agentr_lib.trajectory import message, preamble
 
 BAD = "Thought: I need planks first.\nAction: get 1 oak planks"

@@ -1,7 +1,6 @@
 from agentr_lib.batching import EnvPool, run_jobs
 from agentr_lib.envs.base import StepResult, TextEnv
-from agentr_lib.evaluate import (bootstrap_ci, env_metrics, episode_job, find_loops, loop_stats,
-                                 recovery_prefix)
+from agentr_lib.evaluate import bootstrap_ci, env_metrics, episode_job, find_loops, loop_stats, recovery_prefix
 from agentr_lib.trajectory import Episode, Step
 
 

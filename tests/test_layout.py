@@ -65,7 +65,8 @@ def test_metrics_are_read_per_iteration(tmp_path):
     write_json(run.data(2) / "metrics.json", {"alpha": 0.5})
     (run.iteration_dir(1) / "trees").mkdir(parents=True)  # an iteration without metrics yet
     assert run.iterations() == [0, 1, 2]
-    assert run.metrics("eval") == {0: {"iteration": 0}, 2: {"iteration": 2}} and run.metrics("data") == {2: {"alpha": 0.5}}
+    assert run.metrics("eval") == {0: {"iteration": 0}, 2: {"iteration": 2}}
+    assert run.metrics("data") == {2: {"alpha": 0.5}}
 
 
 def imports_of(path: Path) -> set[str]:

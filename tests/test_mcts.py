@@ -5,10 +5,9 @@ import random
 
 import pytest
 
-from agentr_lib.envs.base import StepResult, TextEnv
 from agentr_lib.config import MCTSCfg
-from agentr_lib.mcts import (Node, Tree, collect_trees, load_tree, save_tree, search_job,
-                             select_child, uct)
+from agentr_lib.envs.base import StepResult, TextEnv
+from agentr_lib.mcts import Node, Tree, collect_trees, load_tree, save_tree, search_job, select_child, uct
 
 
 class ChoiceEnv(TextEnv):
@@ -259,7 +258,7 @@ def test_collect_trees_resume_gives_identical_files(tmp_path):
     other = collect_trees({"choice": ids}, lambda name: make_env(), HashPolicy(), settings, tmp_path / "other", seed=8,
                           progress=False)
     assert other["envs"]["choice"]["trees"] == 6
-    nodes = lambda d, name: json.loads((d / "choice" / name).read_text())["nodes"]  # noqa: E731
+    nodes = lambda d, name: json.loads((d / "choice" / name).read_text())["nodes"]
     assert any(nodes(tmp_path / "other", n) != nodes(tmp_path / "full", n) for n in full)
 
 
@@ -270,15 +269,16 @@ def test_collect_trees_serves_every_env_in_one_run(tmp_path):
 
     policy = HashPolicy()
     settings = MCTSCfg(simulations=2, candidates=2, max_depth=3, trees_in_flight=4)
-    both = collect_trees({"choice": [0, 1], "other": [0, 2]}, lambda name: OtherEnv() if name == "other" else ChoiceEnv(),
-                         policy, settings, tmp_path / "both", seed=7, progress=False)
+    make_env = lambda name: OtherEnv() if name == "other" else ChoiceEnv()
+    both = collect_trees({"choice": [0, 1], "other": [0, 2]}, make_env, policy, settings, tmp_path / "both", seed=7,
+                         progress=False)
     assert {n: s["trees"] for n, s in both["envs"].items()} == {"choice": 2, "other": 2}
     assert sorted(p.name for p in (tmp_path / "both" / "other").iterdir()) == ["0.json", "2.json"]
     separate = 0
     for name, ids in (("choice", [0, 1]), ("other", [0, 2])):
         alone = HashPolicy()
-        collect_trees({name: ids}, lambda n: OtherEnv() if n == "other" else ChoiceEnv(), alone, settings,
-                      tmp_path / "alone", seed=7, progress=False)
+        collect_trees({name: ids}, make_env, alone, settings, tmp_path / "alone", seed=7, progress=False)
         separate += alone.calls
     assert policy.calls < separate  # the envs' expansions rode in the same calls
-    assert (tmp_path / "both" / "choice" / "1.json").read_bytes() == (tmp_path / "alone" / "choice" / "1.json").read_bytes()
+    tree_file = lambda run: (tmp_path / run / "choice" / "1.json").read_bytes()
+    assert tree_file("both") == tree_file("alone")

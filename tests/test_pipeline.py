@@ -1,4 +1,5 @@
 """The real entry point end to end: every stage notebook through papermill, at micro scale (tiny random model)."""
+import io
 import json
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentr_lib.pipeline import KERNEL, main
+from agentr_lib.console import ProgressLines, _html_progress_hook
+from agentr_lib.pipeline import KERNEL, main, parse_overrides
 
 MICRO = {
     "run_name": "micro",
@@ -41,9 +43,14 @@ def write_params(tmp_path, params) -> Path:
 
 
 @pytest.mark.slow
-def test_whole_study_runs_resumes_and_reports(tmp_path, kernel):
+def test_whole_study_runs_resumes_and_reports(tmp_path, kernel, capfd):
     params = write_params(tmp_path, MICRO)
     assert main([str(params)]) == 0
+    console = capfd.readouterr()  # the kernels write progress to the stderr they inherit
+    assert "[run ] 00_warmstart" in console.out and "[done] 05_report" in console.out
+    assert "  training [" in console.err, "the HF Trainer's bar (warm-start) reaches the console"
+    assert "  evaluate: 100%|" in console.err and "  MCTS: 100%|" in console.err, "run_jobs' bars too"
+    assert "without encryption" not in console.err and "KeyboardInterrupt" not in console.err
     run = tmp_path / "results" / "micro"
     for nb in ["warmstart/00_warmstart", "iter_0/00_baseline", "iter_1/01_collect", "iter_1/02_revise",
                "iter_1/03_train", "iter_2/04_evaluate", "report/05_report"]:
@@ -73,6 +80,64 @@ def test_changed_params_refuse_to_mix_outputs(tmp_path, kernel, capsys):
                             "evaluate": {"max_rounds": 2}})
     assert main([str(params), "--only", "00_baseline"]) == 2
     assert "other params" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_overrides_reach_the_notebook_and_are_pinned(tmp_path, kernel, capsys):
+    params = write_params(tmp_path, {**MICRO, "iterations": 0, "warmstart": {"enabled": False}})
+    assert main([str(params), "--only", "00_baseline", "--set", "evaluate.max_rounds=2"]) == 0
+    eval0 = tmp_path / "results" / "micro" / "iter_0" / "eval"
+    assert yaml.safe_load((eval0 / "config.yaml").read_text())["evaluate"]["max_rounds"] == 2
+    assert json.loads((eval0 / "metrics.json").read_text())["envs"]["textcraft"]["turns"] <= 2
+    assert main([str(params), "--only", "00_baseline"]) == 2  # without the override: other params than the pinned
+    assert "other params" in capsys.readouterr().err
+
+
+def test_set_options_become_nested_overrides():
+    assert parse_overrides(["mcts.simulations=4", "mcts.c_uct=0.5", "envs=[textcraft, webshop]",
+                            "train.general_data=null", "tasks.textcraft={train: 2}"]) == {
+        "mcts": {"simulations": 4, "c_uct": 0.5}, "envs": ["textcraft", "webshop"], "train": {"general_data": None},
+        "tasks": {"textcraft": {"train": 2}}}
+
+
+@pytest.mark.parametrize("option, message", [("mcts.simulatons=2", "unknown key 'mcts.simulatons'"),
+                                             ("mcts.simulations", "expected KEY=VALUE"),
+                                             ("mcts.simulations=[1", "not valid YAML")])
+def test_bad_overrides_stop_before_any_work(tmp_path, capsys, option, message):
+    params = write_params(tmp_path, MICRO)
+    assert main([str(params), "--set", option]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+def test_only_names_a_stage_of_the_study(tmp_path, capsys):
+    params = write_params(tmp_path, {**MICRO, "warmstart": {"enabled": False}})
+    assert main([str(params), "--only", "00_warmstart"]) == 2
+    assert "not a stage of this study" in capsys.readouterr().err
+
+
+def test_progress_lines_show_a_bars_first_state_then_at_most_every_interval_and_its_last():
+    out = io.StringIO()
+    lines = ProgressLines(out, every=3600)
+    for n in range(4):
+        lines.show("bar", f"{n}/5")
+    lines.show("other", "a")
+    assert out.getvalue() == "  0/5\n  a\n"
+    lines.show("bar", "5/5", final=True)  # a tqdm bar that closes
+    lines.show("other", "b")  # a bar that never closes: its last state comes at the end of the cell
+    lines.flush()
+    assert out.getvalue() == "  0/5\n  a\n  5/5\n  b\n"
+
+
+def test_the_trainers_html_bar_becomes_a_console_line():
+    from transformers.utils.notebook import html_progress_bar
+    out = io.StringIO()
+    hook = _html_progress_hook(ProgressLines(out))
+    label = "[3/6 00:01 < 00:01, 2.50 it/s, Epoch 0.50/1]"
+    msg = {"content": {"data": {"text/html": html_progress_bar(3, 6, "", label) + "<table></table>"},
+                       "transient": {"display_id": "d1"}}}
+    assert hook(msg) is msg and hook({"content": {"data": {"text/plain": "x"}}}) is not None
+    assert out.getvalue() == f"  training {label}\n"
 
 
 def test_bad_params_stop_before_any_work(tmp_path, capsys):

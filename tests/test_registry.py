@@ -1,7 +1,6 @@
 import pytest
 
-from agentr_lib.envs import ENV_NAMES, EnvUnavailable, TextEnv, load_split_ids, make_env, select_tasks
-from agentr_lib.envs import registry
+from agentr_lib.envs import ENV_NAMES, EnvUnavailable, TextEnv, load_split_ids, make_env, registry, select_tasks
 
 
 class ListEnv(TextEnv):

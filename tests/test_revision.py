@@ -6,8 +6,17 @@ import pytest
 
 from agentr_lib.config import RevisionCfg
 from agentr_lib.mcts import Node, Tree
-from agentr_lib.revision import (REVISION_THOUGHTS, Path, build_revision_samples, critique_job, good_paths,
-                                 leaf_paths, make_pairs, parse_verdict, splice)
+from agentr_lib.revision import (
+    REVISION_THOUGHTS,
+    Path,
+    build_revision_samples,
+    critique_job,
+    good_paths,
+    leaf_paths,
+    make_pairs,
+    parse_verdict,
+    splice,
+)
 
 INSTRUCTION, FIRST = "Say a, then b.", "task 0: say a then b"
 
@@ -228,7 +237,7 @@ def test_counts_variants_and_skipped_trees():
 def test_verifier_history_trimmed_from_the_front():
     tree = hand_tree()
     verifier = Verifier({"c": "Judgment: Good", "d": "Judgment: Bad"})
-    fits = lambda conv: "Action: a\n" not in conv[-1]["content"]  # noqa: E731
+    fits = lambda conv: "Action: a\n" not in conv[-1]["content"]
     job = critique_job(tree, path(tree, 3), path(tree, 6), 1.0, random.Random(0), fits=fits)
     request = next(job)
     with pytest.raises(StopIteration):

@@ -11,8 +11,15 @@ import time
 import pytest
 
 from agentr_lib.envs import sciworld
-from agentr_lib.envs.sciworld import (NO_MATCH, NUM_GAMES, JavaNotFoundError, SciWorldEnv, choose_action,
-                                      java_executable, java_tool_options)
+from agentr_lib.envs.sciworld import (
+    NO_MATCH,
+    NUM_GAMES,
+    JavaNotFoundError,
+    SciWorldEnv,
+    choose_action,
+    java_executable,
+    java_tool_options,
+)
 
 needs_java = pytest.mark.skipif(java_executable() is None,
                                 reason="ScienceWorld needs a Java runtime (apt-get install openjdk-17-jre-headless)")

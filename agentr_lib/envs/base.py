@@ -69,7 +69,7 @@ class TextEnv(ABC):
         """A scripted expert episode for `task_id` (used by warm-start and tests)."""
         raise NotImplementedError(f"{self.name} has no demonstrator")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most envs hold nothing to release)
         pass
 
     def __enter__(self):

@@ -48,7 +48,7 @@ import shutil
 import threading
 import weakref
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from agentr_lib.envs.base import Demonstration, StepResult, TextEnv
 from agentr_lib.envs.registry import EnvUnavailable, load_split_ids
@@ -119,7 +119,7 @@ def java_tool_options(user_options: str, ours=JAVA_OPTIONS) -> str:
 _START_LOCK = threading.Lock()  # JAVA_TOOL_OPTIONS is process-wide; set it only while one JVM starts
 
 
-@lru_cache(maxsize=None)
+@cache
 def _simulator_class():
     from scienceworld import ScienceWorldEnv
 

