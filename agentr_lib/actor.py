@@ -12,7 +12,8 @@ import torch
 
 from . import models
 from .config import ModelCfg
-from .decoding import ActionLineDone, cut_reply, decode, end_of_turn_ids
+from .batching import derive_seed
+from .decoding import ActionLineDone, cut_reply, decode, end_of_turn_ids, row_generators
 from .kv_cache import PrefixReuse, cache_kwarg
 from .models import ModelUnavailable, load_base
 from .trajectory import trim_context
@@ -77,18 +78,20 @@ class Actor:
 
     # -- generation ---------------------------------------------------------------------------------------------
     def generate(self, conversations: list[list[dict]], num_samples: int = 1, temperature: float = 1.0,
-                 max_new_tokens: int | None = None, seed: int | None = None) -> list[list[str]]:
+                 max_new_tokens: int | None = None, seeds: list[int | None] | None = None) -> list[list[str]]:
         """`num_samples` replies per conversation, each cut after its end-of-turn and after its first Action line.
 
-        temperature 0 is greedy. `seed`, when given, seeds torch's RNG first (otherwise seeding is the caller's).
+        temperature 0 is greedy. `seeds` (one per conversation): sample j of conversation i is drawn from its own
+        stream, seeded by (seeds[i], j), so it does not depend on the other conversations of the call, on how they
+        are batched, or on prefix reuse (up to float rounding: README, reproducibility). A missing seed (None) is
+        drawn from torch's global RNG.
         """
         if not conversations:
             return []
-        if seed is not None:
-            torch.manual_seed(seed)
         max_new = max_new_tokens or self.cfg.max_new_tokens
         if temperature <= 0 and num_samples > 1:  # greedy samples are all alike: decode one, copy it
             return [r * num_samples for r in self.generate(conversations, 1, temperature, max_new)]
+        seeds = [int(torch.randint(2**62, ())) if s is None else s for s in seeds or [None] * len(conversations)]
         texts = [self.prompt_text(self.fit_context(c, max_new)) for c in conversations]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
         order = sorted(range(len(texts)), key=lengths.__getitem__)  # like lengths together: less padding
@@ -99,21 +102,26 @@ class Actor:
         try:
             for start in range(0, len(order), per_batch):
                 idx = order[start:start + per_batch]
-                for i, r in zip(idx, self._generate_batch([texts[i] for i in idx], num_samples, temperature, max_new)):
+                batch = self._generate_batch([texts[i] for i in idx], num_samples, temperature, max_new,
+                                             [seeds[i] for i in idx])
+                for i, r in zip(idx, batch):
                     replies[i] = r
         finally:
             self.model.train(was_training)
         return replies
 
     @torch.inference_mode()
-    def _generate_batch(self, texts: list[str], k: int, temperature: float, max_new: int) -> list[list[str]]:
+    def _generate_batch(self, texts: list[str], k: int, temperature: float, max_new: int,
+                        seeds: list[int] | None = None) -> list[list[str]]:
         rows = self.tokenizer(texts, add_special_tokens=False).input_ids
         ids, mask, cache = self.prefixes.prefill(self.model, rows)
         if k > 1:  # k samples for the price of one prefill: fork each prompt's KV cache k ways
             cache.batch_repeat_interleave(k)
             ids, mask = ids.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
+        # row i*k + j (sample j of prompt i) draws from the stream (seeds[i], j); no seeds: torch's global RNG
+        streams = row_generators([derive_seed(s, j) for s in seeds for j in range(k)]) if seeds else None
         new_tokens = decode(self.model, ids, mask, cache, max_new, temperature, self.eos_token_ids,
-                            ActionLineDone(self.tokenizer), cache_kwarg(self.model))
+                            ActionLineDone(self.tokenizer), cache_kwarg(self.model), generators=streams)
         replies = [cut_reply(self.tokenizer.decode(t, skip_special_tokens=True)) for t in new_tokens]
         return [replies[i * k:(i + 1) * k] for i in range(len(texts))]
 

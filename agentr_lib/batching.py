@@ -5,11 +5,16 @@ sampled replies; when it returns, its return value is the job's result. An MCTS 
 and a critique walk are all jobs. `run_jobs` keeps up to `in_flight` jobs alive, gathers every pending request,
 and answers them with as few `policy.generate` calls as possible (one per distinct sampling setting).
 
-A *policy* is anything with `generate(conversations, num_samples, temperature, max_new_tokens) -> list[list[str]]`
-(the actor, or a scripted policy in tests).
+A *policy* is anything with `generate(conversations, num_samples, temperature, max_new_tokens, seeds)
+-> list[list[str]]` (the actor, or a scripted policy in tests).
+
+Seeds belong to requests, not to processes: a request's `seed` names the random stream its replies are drawn from
+(derived from what the request belongs to: run seed, env, task, node; `derive_seed`), so a reply depends on its seed
+alone, not on which other requests share its batch, the batch size, or whether the run was resumed.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,17 +23,24 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 
+def derive_seed(*parts) -> int:
+    """A stable 64-bit seed from any printable parts (Python's hash() is salted per process, so not that)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
 @dataclass
 class Request:
     conversation: list[dict]  # chat messages ({role, content[, loss]})
     num_samples: int = 1
     temperature: float = 1.0
     max_new_tokens: int | None = None  # None: the policy's default
+    seed: int | None = None  # the stream its replies are drawn from (None: the policy's own RNG)
 
 
 class Policy(Protocol):
     def generate(self, conversations: list[list[dict]], num_samples: int = 1, temperature: float = 1.0,
-                 max_new_tokens: int | None = None) -> list[list[str]]: ...
+                 max_new_tokens: int | None = None, seeds: list[int | None] | None = None) -> list[list[str]]: ...
 
 
 Job = Generator[Request, list[str], Any]
@@ -82,7 +94,7 @@ def _answer(requests: list[Request], policy: Policy) -> list[list[str]]:
     replies: list[list[str]] = [[] for _ in requests]
     for (n, temperature, max_new), idx in groups.items():
         out = policy.generate([requests[i].conversation for i in idx], num_samples=n, temperature=temperature,
-                              max_new_tokens=max_new)
+                              max_new_tokens=max_new, seeds=[requests[i].seed for i in idx])
         for i, r in zip(idx, out):
             replies[i] = r
     return replies

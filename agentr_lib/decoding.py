@@ -28,31 +28,47 @@ def end_of_turn_ids(tokenizer, model) -> list[int]:
     return sorted(ids)
 
 
-def sample_tokens(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def sample_tokens(logits: torch.Tensor, temperature: float,
+                  generators: list[torch.Generator] | None = None) -> torch.Tensor:
     """One token id per row of `logits` (rows x vocabulary), drawn from softmax(logits / temperature); argmax when
     temperature is 0. Plain temperature sampling (no top-k/top-p): the distribution the paper's search samples from.
 
     Inverse CDF: a uniform number per row, placed among the cumulative probabilities (in float64, so that the sum
     over a 100k-token vocabulary loses nothing that matters). A token of probability 0 is never drawn: its
     cumulative value equals its predecessor's, and the search picks the first value above the draw.
+    With `generators` (one per row, on the CPU), row i's number comes from generators[i]: a row's draws are its own,
+    whatever else is in the batch; without, from torch's global RNG.
     """
     if temperature <= 0:
         return logits.argmax(dim=-1)
     cdf = torch.softmax(logits.float() / temperature, dim=-1).double().cumsum(dim=-1)
-    draw = torch.rand(cdf.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    draw = uniform_draws(cdf.shape[0], generators).to(cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, draw, right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
+
+
+def uniform_draws(rows: int, generators: list[torch.Generator] | None) -> torch.Tensor:
+    """(rows, 1) uniform numbers in [0, 1), float64, on the CPU: row i's from generators[i] when given."""
+    if generators is None:
+        return torch.rand(rows, 1, dtype=torch.float64)
+    return torch.cat([torch.rand(1, 1, dtype=torch.float64, generator=g) for g in generators])
+
+
+def row_generators(seeds: list[int]) -> list[torch.Generator]:
+    """One CPU random stream per row, seeded."""
+    return [torch.Generator().manual_seed(s) for s in seeds]
 
 
 @torch.inference_mode()
 def decode(model, ids: torch.Tensor, mask: torch.Tensor, cache, max_new: int, temperature: float,
            end_ids: list[int], is_done: Callable[[list[int]], bool], cache_kwarg: str = "past_key_values",
-           drop_share: float = 0.25) -> list[list[int]]:
+           drop_share: float = 0.25, generators: list[torch.Generator] | None = None) -> list[list[int]]:
     """New tokens for every row of a left-padded batch whose `cache` holds the KV of all columns of `ids` but the
     last (the last prompt token is fed first, as `generate` does after a prefill).
 
     A row ends at an end-of-turn token (not included), when `is_done(its tokens)` says so, or after `max_new`
     tokens. Rows that ended stay in the batch (their tokens ignored) until `drop_share` of the batch has ended,
     then they are dropped from the cache and the mask. Positions count real tokens only, as in the prefill.
+    `generators` (one per row) make each row's samples its own (`sample_tokens`).
     """
     replies: list[list[int]] = [[] for _ in range(ids.shape[0])]
     row_of = list(range(ids.shape[0]))  # batch position -> row of `ids`
@@ -63,7 +79,7 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, cache, max_new: int, te
         positions = mask.sum(dim=-1, keepdim=True) - 1
         logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True,
                        logits_to_keep=1, **{cache_kwarg: cache}).logits[:, -1]
-        new = sample_tokens(logits, temperature).tolist()
+        new = sample_tokens(logits, temperature, generators).tolist()
         for b, token in enumerate(new):
             if live[b]:
                 live[b] = token not in ends
@@ -77,6 +93,7 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, cache, max_new: int, te
             index = torch.tensor(keep, device=mask.device)
             cache.batch_select_indices(index)
             mask, row_of, live = mask[index], [row_of[b] for b in keep], [True] * len(keep)
+            generators = None if generators is None else [generators[b] for b in keep]
             new = [new[b] for b in keep]
         tokens = torch.tensor(new, device=mask.device)[:, None]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batching import Policy, Request, env_pools, run_jobs
+from .batching import Policy, Request, derive_seed, env_pools, run_jobs
 from .config import EvaluateCfg
 from .envs.base import TextEnv
 from .files import read_json, write_json
@@ -23,20 +23,22 @@ MAX_LOOP_LENGTH = 5  # longest repeated action block counted (the paper's Figure
 
 
 def episode_job(env: TextEnv, task_id: int, max_rounds: int, temperature: float = 1.0,
-                prefix: list[Step] | None = None) -> Generator[Request, list[str], Episode]:
+                prefix: list[Step] | None = None, seed: int | None = None) -> Generator[Request, list[str], Episode]:
     """Play one episode with the policy; `prefix` replays given steps first (error-recovery evaluation).
 
-    At test time "Action: wait" goes to the env like any other action (PAPER.md step 6).
+    At test time "Action: wait" goes to the env like any other action (PAPER.md step 6). `seed` (the episode's)
+    seeds each round's reply.
     """
     first = env.reset(task_id)
     episode = Episode(env=env.name, task_id=task_id, first_observation=first)
     for step in prefix or []:
         result = env.step(step.action)
         episode.steps.append(Step(step.response, step.action, result.observation, result.reward, result.done))
-    for _ in range(max_rounds):
+    for round_ in range(max_rounds):
         if episode.steps and episode.steps[-1].done:
             break
-        (reply,) = yield Request(conversation(env.instruction, first, episode.steps), 1, temperature)
+        (reply,) = yield Request(conversation(env.instruction, first, episode.steps), 1, temperature,
+                                 seed=None if seed is None else derive_seed(seed, round_))
         action = parse_action(reply)
         result = env.step(action)
         failed = result.reward < 0
@@ -70,6 +72,7 @@ class EpisodePlan:
     out_dir: Path
     max_rounds: int
     prefix: tuple[Step, ...] = ()
+    seed: int | None = None  # the episode's replies are drawn from streams seeded by it (`episode_job`)
 
     @property
     def path(self) -> Path:
@@ -83,7 +86,8 @@ def play_episodes(plans: list[EpisodePlan], policy: Policy, make_env: Callable[[
     todo = [p for p in plans if not p.path.exists()]
 
     def play(pool, plan: EpisodePlan):
-        episode = yield from pool.borrowing(episode_job, plan.task_id, plan.max_rounds, temperature, list(plan.prefix))
+        episode = yield from pool.borrowing(episode_job, plan.task_id, plan.max_rounds, temperature, list(plan.prefix),
+                                            plan.seed)
         write_json(plan.path, episode.to_dict())
 
     with env_pools({p.env for p in todo}, make_env) as pools:
@@ -93,8 +97,14 @@ def play_episodes(plans: list[EpisodePlan], policy: Policy, make_env: Callable[[
 def recovery_plans(baseline_dir: Path, envs: Iterable[str], out_dir: Path, max_rounds: int,
                    seed: int) -> list[EpisodePlan]:
     """Table 3: the baseline's failed episodes, cut at a random step, to be continued by the actor under test."""
-    return [EpisodePlan(env, ep.task_id, out_dir / env, max_rounds, tuple(recovery_prefix(ep, seed)))
-            for env in envs for ep in load_episodes(baseline_dir / env) if ep.score <= 0]
+    plans = []
+    for env in envs:
+        for ep in load_episodes(baseline_dir / env):
+            if ep.score <= 0:
+                cut = recovery_prefix(ep, seed)
+                plans.append(EpisodePlan(env, ep.task_id, out_dir / env, max_rounds, tuple(cut),
+                                         derive_seed(seed, env, ep.task_id, "recovery", len(cut))))
+    return plans
 
 
 def evaluate_actor(policy: Policy, tasks: dict[str, list[int]], make_env: Callable[[str], TextEnv],
@@ -112,7 +122,8 @@ def evaluate_actor(policy: Policy, tasks: dict[str, list[int]], make_env: Callab
         return recovery_plans(baseline_dir, tasks, out_dir / "recovery", settings.recovery_max_rounds, seed)
 
     is_baseline = Path(out_dir) == Path(baseline_dir)
-    test = [EpisodePlan(env, t, out_dir / env, settings.max_rounds) for env, ids in tasks.items() for t in ids]
+    test = [EpisodePlan(env, t, out_dir / env, settings.max_rounds, seed=derive_seed(seed, env, t, "test"))
+            for env, ids in tasks.items() for t in ids]
     play(test + (recovery() if settings.recovery and not is_baseline else []), "evaluate")
     if settings.recovery and is_baseline:
         play(recovery(), "recovery")

@@ -22,7 +22,6 @@ failed, done, children}`; the root is node 0 (depth 0, its observation is the re
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import time
@@ -30,7 +29,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .batching import Policy, Request, env_pools, run_jobs
+from .batching import Policy, Request, derive_seed, env_pools, run_jobs
 from .config import MCTSCfg
 from .envs.base import TextEnv
 from .files import read_json, write_json
@@ -111,12 +110,6 @@ def load_tree(path: str | Path) -> Tree:
 def load_trees(folder: str | Path, envs: Iterable[str]) -> list[Tree]:
     """The trees of `envs` under `folder/<env>/`, env by env, each env's in file-name order."""
     return [load_tree(p) for env in envs for p in sorted((Path(folder) / env).glob("*.json"))]
-
-
-def derive_seed(*parts) -> int:
-    """A stable 64-bit seed from any printable parts (Python's hash() is salted per process, so not that)."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,18 +219,21 @@ def _expand(tree: Tree, node: Node, replies: list[str], cursor: _EnvCursor, sett
             backpropagate(tree, child)
 
 
-def _expansion_request(tree: Tree, node: Node, settings: MCTSCfg, fits) -> Request:
+def _expansion_request(tree: Tree, node: Node, settings: MCTSCfg, fits, seed: int | None) -> Request:
     conv = conversation(tree.instruction, tree.first_observation, tree.steps(tree.path(node.id)))
     if fits is not None:  # optional trimming here; by default the policy (the actor) trims to its context budget
         conv = trim_context(conv, fits)
-    return Request(conv, num_samples=settings.candidates, temperature=settings.temperature)
+    return Request(conv, num_samples=settings.candidates, temperature=settings.temperature,
+                   seed=None if seed is None else derive_seed(seed, node.id))  # candidate j: (this seed, j)
 
 
 def search_job(env: TextEnv, task_id: int, settings: MCTSCfg, rng: random.Random,
-               fits: Callable[[list[dict]], bool] | None = None) -> Generator[Request, list[str], Tree]:
+               fits: Callable[[list[dict]], bool] | None = None,
+               seed: int | None = None) -> Generator[Request, list[str], Tree]:
     """One MCTS search as a batching job: yields one Request per expansion (k samples), returns the Tree.
 
-    `env` belongs to this job for its whole life (its state is moved around between candidate steps).
+    `env` belongs to this job for its whole life (its state is moved around between candidate steps). `seed` (the
+    tree's) seeds each expansion's samples by node: the tree depends on it alone, not on the trees it is batched with.
     """
     t = time.perf_counter()
     first_observation = env.reset(task_id)
@@ -254,7 +250,7 @@ def search_job(env: TextEnv, task_id: int, settings: MCTSCfg, rng: random.Random
         node = tree.root
         while not node.terminal:
             if not node.children:
-                replies = yield _expansion_request(tree, node, settings, fits)
+                replies = yield _expansion_request(tree, node, settings, fits, seed)
                 _expand(tree, node, replies, cursor, settings)
                 expansions += 1
             child = select_child(tree, node, settings.c_uct, rng)
@@ -279,11 +275,11 @@ class _TimedPolicy:
     def __init__(self, policy: Policy):
         self.policy, self.seconds, self.calls = policy, 0.0, 0
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
         t = time.perf_counter()
         try:
             return self.policy.generate(conversations, num_samples=num_samples, temperature=temperature,
-                                        max_new_tokens=max_new_tokens)
+                                        max_new_tokens=max_new_tokens, seeds=seeds)
         finally:
             self.seconds += time.perf_counter() - t
             self.calls += 1
@@ -311,7 +307,7 @@ def collect_trees(tasks: Mapping[str, list[int]], make_env: Callable[[str], Text
 
     def job(env: TextEnv, env_name: str, task_id: int):
         task_seed = derive_seed(seed, env_name, task_id)
-        tree = yield from search_job(env, task_id, settings, random.Random(task_seed), fits)
+        tree = yield from search_job(env, task_id, settings, random.Random(task_seed), fits, task_seed)
         tree.seed = task_seed
         save_tree(tree, tree_path(Path(out_dir) / env_name, task_id))
         # a small summary, not the tree: run_jobs keeps every result until the end

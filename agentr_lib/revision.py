@@ -26,9 +26,9 @@ from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
-from .batching import Policy, Request, run_jobs
+from .batching import Policy, Request, derive_seed, run_jobs
 from .config import RevisionCfg
-from .mcts import Tree, derive_seed
+from .mcts import Tree
 from .trajectory import SYSTEM_PROMPT, message, preamble, step_messages
 
 EPS = 1e-9  # float slack for the alpha/beta tests: 0.9 - 0.7 is 0.20000000000000007 in floats, which is not > 0.2
@@ -163,17 +163,19 @@ def _verifier_conversation(tree: Tree, bad: Path, index: int, fits) -> list[dict
 
 
 def critique_job(tree: Tree, good: Path, bad: Path, verifier_temperature: float, rng: random.Random,
-                 fits: Callable[[list[dict]], bool] | None = None,
-                 max_new_tokens: int | None = None) -> Generator[Request, list[str], Critique]:
+                 fits: Callable[[list[dict]], bool] | None = None, max_new_tokens: int | None = None,
+                 seed: int | None = None) -> Generator[Request, list[str], Critique]:
     """Walk the bad path from its divergence from the good path; t' = the first step judged bad (or unparsable).
 
     Paper: the walk starts at the divergence (steps shared with the good path are not judged). The official code
     judges from the first action, so a flagged shared step can happen there (`splice` still handles it).
+    `seed` (the pair's) seeds the verifier's reply at each step.
     """
     critique = Critique(t_prime=len(bad.nodes), thought=rng.choice(REVISION_THOUGHTS))
     for index in range(shared_prefix(good, bad), len(bad.nodes)):
         replies = yield Request(_verifier_conversation(tree, bad, index, fits), num_samples=1,
-                                temperature=verifier_temperature, max_new_tokens=max_new_tokens)
+                                temperature=verifier_temperature, max_new_tokens=max_new_tokens,
+                                seed=None if seed is None else derive_seed(seed, index))
         verdict = parse_verdict(replies[0])
         critique.verdicts.append(verdict)
         critique.replies.append(replies[0])
@@ -326,7 +328,8 @@ def _critiques(pairs, policy, variant, seed, verifier_temperature, in_flight, pr
 
     def job(i, tree, good, bad):
         critique = yield from critique_job(tree, good, bad, verifier_temperature, _pair_rng(seed, tree, good, bad),
-                                           fits, max_new_tokens)
+                                           fits, max_new_tokens,
+                                           derive_seed(seed, tree.env, tree.task_id, good.leaf, bad.leaf, "verifier"))
         return i, critique
 
     done = run_jobs((job(i, *p) for i, p in enumerate(pairs)), policy, in_flight=in_flight,

@@ -30,7 +30,7 @@ class ScriptedPolicy:
     def __init__(self):
         self.calls = []
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
         self.calls.append(len(conversations))
         replies = {"0": "Thought: go\nAction: up", "1": "Action: boom", "2": "Thought: hm\nAction: look"}
         return [[replies[conv[3]["content"].split(":")[0][-1]]] * num_samples for conv in conversations]

@@ -77,7 +77,7 @@ class Verifier:
     def __init__(self, replies):
         self.replies, self.judged, self.prompts, self.calls = replies, [], [], 0
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
         self.calls += 1
         out = []
         for conv in conversations:
