@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from . import models
-from .config import ModelCfg
 from .batching import derive_seed
+from .config import ModelCfg
 from .decoding import ActionLineDone, cut_reply, decode, end_of_turn_ids, row_generators
 from .kv_cache import PrefixReuse, cache_kwarg
 from .models import ModelUnavailable, load_base

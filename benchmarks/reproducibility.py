@@ -66,7 +66,8 @@ def main() -> None:
         convs = [agent_prompt(actor, i, 200 + 600 * i // max(1, args.prompts - 1)) for i in range(args.prompts)]
         start, replies = time.perf_counter(), []
         for r in range(args.rounds):
-            out = actor.generate(convs, args.samples, 1.0, args.new_tokens, seeds=[1000 * r + i for i in range(len(convs))])
+            seeds = [1000 * r + i for i in range(len(convs))]
+            out = actor.generate(convs, args.samples, 1.0, args.new_tokens, seeds=seeds)
             replies += [actor.tokenizer(t, add_special_tokens=False).input_ids for rs in out for t in rs]
         ways[batch] = replies
         print(f"generate_batch_size {batch:>2}: {len(replies)} replies, {sum(map(len, replies))} tokens, "
