@@ -15,16 +15,16 @@ from .batching import derive_seed
 from .config import ModelCfg
 from .decoding import ActionLineDone, cut_reply, decode, end_of_turn_ids, row_generators
 from .kv_cache import PrefixReuse, cache_kwarg
-from .models import ModelUnavailable, load_base
+from .models import load_base
 from .trajectory import trim_context
 
 
 def load_actor(model_cfg: ModelCfg, adapter: str | Path | None = None, trainable: bool = False,
                seed: int = 0) -> Actor:
     """The actor; `adapter` is a saved LoRA adapter to put on top; `trainable` readies LoRA training (continuing
-    from `adapter` when given); `seed` fixes the weights of the tiny random model."""
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise ModelUnavailable(f"adapter {str(adapter)!r} is not a saved LoRA adapter (no adapter_config.json)")
+    from `adapter` when given); `seed` fixes the weights of the tiny random model and a new adapter's."""
+    if adapter is not None:
+        models.check_adapter(adapter)  # a half-written folder: named before the base model loads
     model, tokenizer, device = load_base(model_cfg, seed)
     actor = Actor(model, tokenizer, model_cfg, device)
     if adapter is not None:
@@ -32,7 +32,7 @@ def load_actor(model_cfg: ModelCfg, adapter: str | Path | None = None, trainable
         if not trainable:
             actor.merge_lora()
     if trainable:
-        actor.trainable()
+        actor.trainable(seed)
     return actor
 
 
@@ -130,12 +130,12 @@ class Actor:
         self.prefixes.clear()
 
     # -- LoRA (models.py) ---------------------------------------------------------------------------------------
-    def trainable(self) -> Actor:
-        """Add LoRA (or re-enable the loaded adapter's LoRA weights) so that only they train; returns self.
-        Its weights may then change between calls, which would make stored KV stale: none is reused from now on."""
+    def trainable(self, seed: int = 0) -> Actor:
+        """Add LoRA (new weights initialised from `seed`, or the loaded adapter's) so that only they train; returns
+        self. Its weights may then change between calls, which would make stored KV stale: none is reused from now."""
         self.prefixes.weights_may_change = True
         self.forget_prefixes()
-        self.model = models.add_lora(self.model, self.cfg)
+        self.model = models.add_lora(self.model, self.cfg, seed)
         return self
 
     def merge_lora(self) -> None:

@@ -129,7 +129,7 @@ class TrainCfg(Section):
     keep_checkpoints: bool = False  # keep checkpoints/ after the final adapter is written
     max_steps: int = -1  # > 0 stops after this many optimizer steps, whatever `epochs` says (tests, benchmarks)
     eta: float = Field(0.2, gt=0, le=1)  # share of agent data when general data is mixed in (Eq. 6)
-    general_data: str | None = None  # local ShareGPT-style JSON/JSONL; none = agent data only
+    general_data: str | None = None  # local ShareGPT-style JSON/JSONL; none = agent data only (checked on load)
 
 
 class EvaluateCfg(Section):
@@ -153,6 +153,15 @@ class Config(Section):
     revision: RevisionCfg = RevisionCfg()
     train: TrainCfg = TrainCfg()
     evaluate: EvaluateCfg = EvaluateCfg()
+
+    @field_validator("envs")
+    @classmethod
+    def _some_envs(cls, v):
+        if not v:
+            raise ValueError(f"at least one of {', '.join(ENVS)}")
+        if len(set(v)) < len(v):
+            raise ValueError("each env at most once")
+        return v
 
     # --- derived values -------------------------------------------------------------------------------------
     @property
@@ -189,7 +198,7 @@ def _format_error(err: ValidationError, source: str) -> str:
         elif isinstance(e["input"], dict):  # a rule across keys of a section (a model validator)
             lines.append(f"{source}: bad values in '{key}': {e['msg'].removeprefix('Value error, ')}")
         else:
-            lines.append(f"{source}: bad value for '{key}': {e['input']!r} ({e['msg']})")
+            lines.append(f"{source}: bad value for '{key}': {e['input']!r} ({e['msg'].removeprefix('Value error, ')})")
     return "\n".join(lines)
 
 
@@ -227,9 +236,108 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
         raise ConfigError(f"overrides: expected a mapping of params keys (e.g. {{mcts: {{simulations: 4}}}}), "
                           f"got {overrides!r}")
     cfg = from_dict(deep_merge(d, overrides or {}), source=str(path))
+    check_inputs(cfg, source=str(path))
     if not Path(cfg.results_dir).is_absolute():
         cfg.results_dir = str(path.resolve().parent.parent / cfg.results_dir)
     return cfg
+
+
+# --- inputs the schema cannot judge alone ---------------------------------------------------------------------------
+def check_inputs(cfg: Config, source: str = "params") -> None:
+    """Refuse what the schema alone cannot see, before any work: task counts beyond a split, env kwargs an env does
+    not take, unknown SciWorld task types (envs.registry.check_tasks: only the envs in `envs`), a general-data file
+    that is missing or not in the shape `data.load_general_data` reads. Cheap: no JVM, no model, no full file read."""
+    from .envs.registry import check_tasks
+    lines = []
+    for bad in check_tasks(cfg):
+        if bad.unknown:
+            lines.append(f"{source}: unknown key '{bad.key}'; allowed here: {bad.allowed}")
+        else:
+            lines.append(f"{source}: bad value for '{bad.key}': {bad.value!r} ({bad.allowed})")
+    if cfg.train.general_data is not None:
+        problem = general_data_problem(cfg.train.general_data)
+        if problem:
+            lines.append(f"{source}: bad value for 'train.general_data': {cfg.train.general_data!r} ({problem})")
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
+GENERAL_SHAPE = ('ShareGPT-style {"conversations": [{"from", "value"}, ...]} or messages-style '
+                 '{"messages": [{"role", "content"}, ...]} records, as a JSON list or JSONL')
+_PROBE_BYTES = 4 << 20  # how much of a general-data file the params check reads
+_PROBE_RECORDS = 20
+
+
+def general_record_problem(rec, where: str) -> str | None:
+    """What is wrong with the shape of one general-data record (None: the shape `data.load_general_data` reads;
+    its turns may still be skipped there, as FastChat's cleaning does)."""
+    if not isinstance(rec, dict):
+        return f"{where} is a {type(rec).__name__}, not a record; expected {GENERAL_SHAPE}"
+    key = "conversations" if "conversations" in rec else "messages" if "messages" in rec else None
+    if key is None:
+        return f"{where} has neither 'conversations' nor 'messages' (keys: {', '.join(map(str, rec)) or 'none'}); " \
+               f"expected {GENERAL_SHAPE}"
+    if not isinstance(rec[key], list) or not all(isinstance(t, dict) for t in rec[key]):
+        return f"{where}: '{key}' is not a list of turns; expected {GENERAL_SHAPE}"
+    return None
+
+
+def general_data_problem(path: str | Path) -> str | None:
+    """Whether a general-data file looks readable, from its first records only (a ShareGPT dump is ~700 MB; the
+    train stage reads it whole and names any later bad record). None: fine."""
+    path = Path(path)
+    if not path.is_file():
+        return f"no such file (relative paths are read from {Path.cwd()})" if not path.exists() else "not a file"
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(_PROBE_BYTES)
+            whole = not f.read(1)
+    except UnicodeDecodeError:
+        return "not a UTF-8 text file; expected " + GENERAL_SHAPE
+    records, problem = _first_json_records(text, whole)
+    if problem:
+        return problem
+    if not records:
+        return "holds no records" if whole else None  # a first record longer than the probe: the full read judges
+    for n, rec in enumerate(records):
+        if (problem := general_record_problem(rec, f"record {n}")) is not None:
+            return problem
+    return None
+
+
+def _first_json_records(text: str, whole: bool) -> tuple[list, str | None]:
+    """Up to _PROBE_RECORDS records from the start of a JSON list or JSONL text. `whole`: the text is the whole file;
+    else it is a prefix, whose last record may be cut: what does not decode there is left to the full read."""
+    body = text.lstrip()
+    records: list = []
+    if body.startswith("["):
+        decoder, i = json.JSONDecoder(), 1
+        while len(records) < _PROBE_RECORDS:
+            while i < len(body) and body[i] in " \t\r\n,":
+                i += 1
+            if i >= len(body) or body[i] == "]":
+                break
+            try:
+                rec, i = decoder.raw_decode(body, i)
+            except json.JSONDecodeError as err:
+                if whole:
+                    return [], f"not a JSON list ({err}); expected {GENERAL_SHAPE}"
+                break
+            records.append(rec)
+        return records, None
+    lines = text.splitlines()
+    if not whole:
+        lines = lines[:-1]  # maybe cut
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            return [], f"neither a JSON list nor JSONL (line {number}: {err}); expected {GENERAL_SHAPE}"
+        if len(records) >= _PROBE_RECORDS:
+            break
+    return records, None
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

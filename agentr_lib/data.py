@@ -17,7 +17,8 @@ from pathlib import Path
 
 from datasets import Dataset, load_from_disk
 
-from .files import write_dir
+from .config import ConfigError, general_record_problem
+from .files import CorruptArtefact, read_json, write_dir
 from .trajectory import Step, conversation, covering_windows
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,24 @@ def save_data(data: list[dict] | Dataset, path: str | Path) -> Dataset:
 
 
 def load_data(path: str | Path) -> Dataset:
-    return load_from_disk(str(path))
+    """A dataset written by `save_data`; CorruptArtefact (naming the folder and how to redo it) for a folder that is
+    not a whole one (files missing, or `datasets` cannot read it)."""
+    path = Path(path)
+    missing = [f for f in ("dataset_info.json", "state.json") if not (path / f).is_file()]
+    if missing:
+        raise CorruptArtefact(path, f"a dataset folder without {' and '.join(missing)}")
+    state = read_json(path / "state.json")
+    data_files = [f.get("filename") for f in state.get("_data_files", [])] if isinstance(state, dict) else []
+    absent = [str(f) for f in data_files if not f or not (path / f).is_file()]
+    if not data_files or absent:
+        raise CorruptArtefact(path, f"a dataset folder without its data files ({', '.join(absent) or 'none listed'})")
+    try:
+        ds = load_from_disk(str(path))
+        len(ds), ds[:1]  # reads the arrow tables' metadata and first row: a cut file fails here, not mid-training
+    except Exception as err:  # datasets/pyarrow have no common error type for an unreadable folder
+        raise CorruptArtefact(path, f"datasets cannot read it: {type(err).__name__}: {str(err).splitlines()[0]}") \
+            from None
+    return ds
 
 
 # --------------------------------------------------------------------------------------------------- windows
@@ -216,6 +234,8 @@ def load_general_data(path: str | Path, limit: int | None = None) -> list[dict]:
     records = _read_json_records(Path(path))
     samples, skipped = [], 0
     for n, rec in enumerate(records):
+        if (problem := general_record_problem(rec, f"record {n}")) is not None:
+            raise ConfigError(f"train.general_data: {path}: {problem}")
         messages = _conversation_messages(rec)
         if messages is None:
             skipped += 1
@@ -226,14 +246,31 @@ def load_general_data(path: str | Path, limit: int | None = None) -> list[dict]:
             break
     if skipped:
         log.info("load_general_data: skipped %d malformed conversations of %s", skipped, path)
+    if records and not samples and limit != 0:
+        raise ConfigError(f"train.general_data: {path}: none of its {len(records)} conversations is usable (each "
+                          "needs user/assistant turns that alternate, starting with the user, and no empty reply)")
     return samples
 
 
-def _read_json_records(path: Path) -> list[dict]:
-    text = path.read_text()
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _read_json_records(path: Path) -> list:
+    """A JSON list or JSONL file's records; a ConfigError naming the file (and line) when it is neither."""
+    if not path.is_file():
+        raise ConfigError(f"train.general_data: {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            return json.loads(text)
+        records = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ConfigError(f"train.general_data: {path}: neither a JSON list nor JSONL (line {number}: "
+                                      f"{err})") from None
+        return records
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"train.general_data: {path}: not a JSON list or JSONL file ({err})") from None
 
 
 def _conversation_messages(rec: dict) -> list[dict] | None:

@@ -16,7 +16,7 @@ import numpy as np
 from .batching import Policy, Request, derive_seed, env_pools, run_jobs
 from .config import EvaluateCfg
 from .envs.base import TextEnv
-from .files import read_json, write_json
+from .files import CorruptArtefact, is_readable, read_json, write_json
 from .trajectory import Episode, Step, conversation, parse_action
 
 MAX_LOOP_LENGTH = 5  # longest repeated action block counted (the paper's Figure 4 shows lengths 1-5)
@@ -82,8 +82,8 @@ class EpisodePlan:
 def play_episodes(plans: list[EpisodePlan], policy: Policy, make_env: Callable[[str], TextEnv], temperature: float,
                   in_flight: int, label: str = "evaluate") -> None:
     """Play the plans together (one batched generate call serves every episode in flight); one file per episode,
-    so a killed run resumes with the episodes whose file is missing."""
-    todo = [p for p in plans if not p.path.exists()]
+    so a killed run resumes with the episodes whose file is missing (or unreadable)."""
+    todo = [p for p in plans if not is_readable(p.path, load_episode)]  # an unreadable file: played again
 
     def play(pool, plan: EpisodePlan):
         episode = yield from pool.borrowing(episode_job, plan.task_id, plan.max_rounds, temperature, list(plan.prefix),
@@ -217,5 +217,14 @@ def summarize(per_env: dict[str, list[Episode]], seed: int = 0) -> dict:
     return {"envs": envs, "average": float(np.mean(scores)) if scores else 0.0}
 
 
+def load_episode(path: str | Path) -> Episode:
+    """A saved episode; CorruptArtefact (naming the file and how to redo it) when it is not one."""
+    d = read_json(path)
+    try:
+        return Episode.from_dict(d)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise CorruptArtefact(path, f"not an episode: {type(err).__name__}: {err}") from None
+
+
 def load_episodes(folder: str | Path) -> list[Episode]:
-    return [Episode.from_dict(read_json(p)) for p in sorted(Path(folder).glob("*.json"))]
+    return [load_episode(p) for p in sorted(Path(folder).glob("*.json"))]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, ConfigError
-from .files import read_json, write_json, write_yaml
+from .files import CorruptArtefact, read_json, write_json, write_yaml
 
 # Knobs that change speed, not results: a resumed run may change them freely.
 THROUGHPUT_KEYS = {"trees_in_flight", "episodes_in_flight", "critiques_in_flight", "generate_batch_size",
@@ -105,6 +105,27 @@ def plan(cfg: Config) -> list[StageRun]:
     return steps
 
 
+# The stage notebook that fills each stage folder (iter_0/eval is the baseline's).
+STAGE_OF_FOLDER = {"warmstart": "00_warmstart", "trees": "01_collect", "data": "02_revise", "train": "03_train",
+                   "eval": "04_evaluate"}
+
+
+def redo_hint(path: Path) -> str:
+    """How to redo a bad artefact: delete it, and its finished stage's DONE.json (else the stage counts as done),
+    then re-run that stage."""
+    for folder in [path, *list(Path(path).parents)[:3]]:
+        stage = "00_baseline" if folder.name == "eval" and folder.parent.name == "iter_0" else \
+            STAGE_OF_FOLDER.get(folder.name)
+        if stage and (folder / DONE).is_file():
+            return f"delete it and {folder / DONE}, then re-run {stage}"
+        if stage:
+            return f"delete it and re-run {stage}"
+    return "delete it and re-run the stage that made it"
+
+
+CorruptArtefact.redo_hint = staticmethod(redo_hint)  # a corrupt artefact names the stage that redoes it
+
+
 # --- done markers and params pinning ------------------------------------------------------------------------------
 def params_fingerprint(cfg: Config) -> dict:
     """The params that shape results (not the run's name, its length, or throughput knobs)."""
@@ -143,10 +164,28 @@ def check_params(folder: Path, cfg: Config) -> None:
 
 
 def claim(folder: Path, cfg: Config) -> None:
-    """Pin `folder` to these params (after checking it holds nothing made with other params)."""
+    """Pin `folder` to these params (after checking it holds nothing made with other params), and clear what a
+    killed earlier attempt left half-written."""
     check_params(folder, cfg)
     Path(folder).mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)
     write_json(Path(folder) / PINNED, params_fingerprint(cfg))
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temporary files and folders of atomic writes (files.py: `.tmp-*`, `.old-*`) under `folder`.
+
+    Only a kill leaves them (a finished write renames its temporary into place), and only the stage that owns the
+    folder writes there, so when that stage starts again they are garbage — which a reader globbing `*.json` would
+    otherwise take for a tree or an episode."""
+    import shutil
+    found = sorted(p for pattern in (".tmp-*", ".old-*") for p in Path(folder).rglob(pattern))
+    for path in found:  # a temporary folder's own contents may be listed after it: gone already
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 @contextmanager

@@ -32,7 +32,7 @@ from pathlib import Path
 from .batching import Policy, Request, derive_seed, env_pools, run_jobs
 from .config import MCTSCfg
 from .envs.base import TextEnv
-from .files import read_json, write_json
+from .files import CorruptArtefact, is_readable, read_json, write_json
 from .trajectory import Step, conversation, parse_action, trim_context
 
 
@@ -103,13 +103,20 @@ def save_tree(tree: Tree, path: str | Path) -> None:
     write_json(path, tree.to_dict())
 
 
-def load_tree(path: str | Path) -> Tree:
-    return Tree.from_dict(read_json(path))
+def load_tree(path: str | Path, redo: str | None = None) -> Tree:
+    """A saved tree; CorruptArtefact (naming the file, and `redo` or how to redo it) when it is not one."""
+    d = read_json(path, redo)
+    try:
+        return Tree.from_dict(d)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise CorruptArtefact(path, f"not a tree: {type(err).__name__}: {err}", redo) from None
 
 
 def load_trees(folder: str | Path, envs: Iterable[str]) -> list[Tree]:
     """The trees of `envs` under `folder/<env>/`, env by env, each env's in file-name order."""
-    return [load_tree(p) for env in envs for p in sorted((Path(folder) / env).glob("*.json"))]
+    redo = (f"delete it and {Path(folder) / 'DONE.json'}, then re-run 01_collect: only that task is searched again"
+            if (Path(folder) / "DONE.json").is_file() else None)
+    return [load_tree(p, redo) for env in envs for p in sorted((Path(folder) / env).glob("*.json"))]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -292,14 +299,16 @@ def collect_trees(tasks: Mapping[str, list[int]], make_env: Callable[[str], Text
     `out_dir/<env>/<task_id>.json`.
 
     Trees of every env are in flight together, so one batched generate call serves the expansions of all of them.
-    Resume: tasks whose file exists are skipped, and each task's rng comes from (seed, env name, task id), so a
-    killed run loses at most the trees in flight and a re-run produces the same files (given a policy that
-    answers the same conversation the same way). Envs come from one pool per env name (at most `trees_in_flight` envs
-    each: SciWorld envs are JVMs, expensive to make) and are closed at the end.
+    Resume: tasks whose file exists (and reads back) are skipped, and each task's rng comes from (seed, env name,
+    task id), so a killed run loses at most the trees in flight and a re-run produces the same files (given a policy
+    that answers the same conversation the same way). Envs come from one pool per env name (at most
+    `trees_in_flight` envs each: SciWorld envs are JVMs, expensive to make) and are closed at the end.
     Returns {"envs": {env: tree counts}, plus the run's totals}.
     """
     t0 = time.perf_counter()
-    todo = {name: [t for t in ids if not tree_path(Path(out_dir) / name, t).exists()] for name, ids in tasks.items()}
+    # done = a tree file that reads back; an unreadable one (tampering, disk trouble) is searched again
+    todo = {name: [t for t in ids if not is_readable(tree_path(Path(out_dir) / name, t), load_tree)]
+            for name, ids in tasks.items()}
     per_env = {name: {"trees": 0, "skipped": len(tasks[name]) - len(todo[name]), "nodes": 0, "leaves": 0,
                       "rewarded_trees": 0, "expansions": 0, "env_s": 0.0} for name in tasks}
     stats = {"envs": per_env, "generate_calls": 0, "wall_s": 0.0, "policy_s": 0.0, "envs_made": 0}

@@ -274,7 +274,8 @@ def load_base(model_cfg: ModelCfg, seed: int = 0):
             # Through a checkpoint on disk so that quantisation takes the one from_pretrained path every model takes.
             build_tiny_random(tokenizer, seed).save_pretrained(tmp)
             model = _from_pretrained(AutoModelForCausalLM, tmp, model_cfg, device, dtype, local_only=True)
-        model.config.name_or_path = TINY_RANDOM  # not the temporary directory (adapters record their base's name)
+        # not the temporary directory: adapters record their base's name (peft reads the model's attribute)
+        model.config.name_or_path = model.name_or_path = TINY_RANDOM
     else:
         source, on_hub = resolve_source(model_cfg)
         local_only = on_hub and downloads_off()
@@ -334,13 +335,17 @@ def _prepare_kbit(model) -> None:
         base._agentr_kbit_prepared = True
 
 
-def add_lora(model, model_cfg: ModelCfg):
-    """`model` with LoRA weights that alone train: new ones (`lora_config`), or a loaded adapter's, unmerged."""
+def add_lora(model, model_cfg: ModelCfg, seed: int = 0):
+    """`model` with LoRA weights that alone train: new ones (`lora_config`, initialised from `seed`), or a loaded
+    adapter's, unmerged."""
     from peft import PeftModel, get_peft_model
     with peft_quietly():
         _prepare_kbit(model)
         if not isinstance(model, PeftModel):
-            return get_peft_model(model, lora_config(model_cfg))
+            with torch.random.fork_rng(devices=[]):  # LoRA's A matrices are random: the same run, the same adapter
+                torch.manual_seed(seed)
+                model = get_peft_model(model, lora_config(model_cfg))
+            return _sorted_targets(model)
         if lora_merged(model):
             model.unmerge_adapter()
         for name, param in model.named_parameters():
@@ -348,14 +353,48 @@ def add_lora(model, model_cfg: ModelCfg):
         return model
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # what peft's save_pretrained writes
+
+
+def check_adapter(path: str | Path) -> None:
+    """A whole saved LoRA adapter, or CorruptArtefact naming the folder and how to redo it: its config must parse and
+    its weights must be safetensors whose header reads (never a pickle: peft would fall back to adapter_model.bin)."""
+    from .files import CorruptArtefact, read_json
+    path = Path(path)
+    if not path.is_dir():
+        raise CorruptArtefact(path, "no such adapter folder")
+    missing = [f for f in ADAPTER_FILES if not (path / f).is_file()]
+    if missing:
+        raise CorruptArtefact(path, f"a LoRA adapter folder without {' and '.join(missing)}")
+    if not isinstance(read_json(path / ADAPTER_FILES[0]), dict):
+        raise CorruptArtefact(path / ADAPTER_FILES[0], "not an adapter config")
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path / ADAPTER_FILES[1]), framework="pt") as weights:
+            if not list(weights.keys()):
+                raise CorruptArtefact(path / ADAPTER_FILES[1], "holds no weights")
+    except (SafetensorError, OSError) as err:
+        raise CorruptArtefact(path / ADAPTER_FILES[1], f"not a safetensors file: {err}") from None
+
+
 def load_adapter(model, path: str | Path, trainable: bool):
     """A saved LoRA adapter on top of `model`, in eval mode; `trainable` readies it for more training."""
     from peft import PeftModel
+    check_adapter(path)
     if trainable:
         _prepare_kbit(model)
     with peft_quietly():
         model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
     model.eval()
+    return _sorted_targets(model)
+
+
+def _sorted_targets(model):
+    """peft keeps LoRA's target modules as a set (from "all-linear", or read back from a file), whose order, and so
+    the saved adapter_config.json, follows PYTHONHASHSEED: the same run would write another file."""
+    config = model.peft_config["default"]
+    if isinstance(config.target_modules, set):
+        config.target_modules = sorted(config.target_modules)
     return model
 
 

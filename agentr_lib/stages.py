@@ -44,14 +44,16 @@ def task_ids(cfg: Config, split: str) -> dict[str, list[int]]:
     return out
 
 
-def _train_actor(cfg: Config, actor, samples: list[dict], folder, epochs: int, train_cfg=None) -> dict:
+def _train_actor(cfg: Config, actor, samples: list[dict], folder, iteration: int, epochs: int, train_cfg=None) -> dict:
     """Train `actor` on `samples` and publish its adapter in `folder/adapter` (unchanged when there is nothing to
-    learn from: reported, not hidden)."""
+    learn from: reported, not hidden). Data order and dropout are seeded by the run seed and the iteration."""
+    from .batching import derive_seed
     from .train import train_actor
     if not samples:
         actor.save_adapter(folder / "adapter")
         return {"samples": 0, "note": "no training samples; adapter copied unchanged"}
-    metrics = train_actor(actor, samples, train_cfg or cfg.train, folder, epochs=epochs, seed=cfg.seed)
+    seed = derive_seed(cfg.seed, "train", iteration) % 2**32  # the Trainer's seed must fit numpy's 32 bits
+    metrics = train_actor(actor, samples, train_cfg or cfg.train, folder, epochs=epochs, seed=seed)
     return {"samples": len(samples), **{k: v for k, v in metrics.items() if not isinstance(v, list)}}
 
 
@@ -84,7 +86,7 @@ def warmstart(cfg: Config) -> dict:
             finally:
                 env.close()
         info.update(demos=sum(s["kind"] == "demo" for s in samples))
-        info.update(_train_actor(cfg, actor, samples, folder, w.epochs, train_cfg))
+        info.update(_train_actor(cfg, actor, samples, folder, 0, w.epochs, train_cfg))
     return info
 
 
@@ -143,7 +145,7 @@ def train(cfg: Config, iteration: int) -> dict:
         info.update(agent_windows=len(samples))
         if cfg.train.general_data:
             samples = mix_general(samples, load_general_data(cfg.train.general_data), cfg.train.eta, cfg.seed)
-        info.update(_train_actor(cfg, actor, samples, folder, cfg.epochs_at(iteration)))
+        info.update(_train_actor(cfg, actor, samples, folder, iteration, cfg.epochs_at(iteration)))
     return info
 
 

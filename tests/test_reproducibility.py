@@ -1,4 +1,6 @@
 """Same seed, same artefacts: a reply depends on its request's seed, not on its batch, the batch size or a resume."""
+import json
+
 import pytest
 
 from agentr_lib.actor import load_actor
@@ -62,3 +64,19 @@ def test_run_jobs_hands_each_request_its_seed(actors, one_thread):
     one, three, seven = ([r for _, r in sorted(run_jobs((job(i) for i in range(7)), big, in_flight=n))]
                          for n in (1, 3, 7))
     assert flipped_share(one, three) <= MAX_FLIPPED and flipped_share(one, seven) <= MAX_FLIPPED
+
+
+def test_a_new_adapter_and_its_file_follow_the_seed(tmp_path):
+    """LoRA's A matrices are random and peft keeps its target modules as a set (ordered by PYTHONHASHSEED): both
+    would make the same run write another adapter."""
+    cfg = ModelCfg(name=TINY_RANDOM, quantization="none")
+    weights = lambda actor: {k: v.clone() for k, v in actor.model.named_parameters() if "lora_A" in k}
+    a, b, c = (load_actor(cfg, trainable=True, seed=s) for s in (3, 3, 4))
+    assert all((weights(a)[k] == weights(b)[k]).all() for k in weights(a))
+    assert any((weights(a)[k] != weights(c)[k]).any() for k in weights(a))
+    a.save_adapter(tmp_path / "a")
+    load_actor(cfg, adapter=tmp_path / "a", trainable=True).save_adapter(tmp_path / "b")
+    first, again = ((tmp_path / n / "adapter_config.json").read_text() for n in "ab")
+    assert first == again and '"base_model_name_or_path": "tiny-random"' in first
+    targets = json.loads(first)["target_modules"]
+    assert targets == sorted(targets)  # a set's order would change from process to process

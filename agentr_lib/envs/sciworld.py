@@ -57,6 +57,23 @@ from agentr_lib.envs.registry import EnvUnavailable, load_split_ids
 # planes, Mendelian genetics).
 EXCLUDED_TASKS = frozenset({"5-1", "5-2", "9-1", "9-2", "9-3", "10-1", "10-2"})
 NUM_GAMES = 4639
+# The tasks of scienceworld 1.2.3 that AgentGym keeps, in the package's order: key -> (name, variations, train
+# variations: the package's train split of a task is its first n variations). Read from the simulator once
+# (test_bad_inputs checks them against it) so that params can be checked without starting a JVM (`split_sizes`).
+CATALOGUE_VERSION = "1.2.3"
+CATALOGUE = {
+    "1-1": ("boil", 30, 14), "1-2": ("melt", 30, 14), "1-3": ("freeze", 30, 14),
+    "1-4": ("change-the-state-of-matter-of", 30, 14), "2-1": ("use-thermometer", 540, 270),
+    "2-2": ("measure-melting-point-known-substance", 436, 218),
+    "2-3": ("measure-melting-point-unknown-substance", 300, 150), "3-1": ("power-component", 20, 10),
+    "3-2": ("power-component-renewable-vs-nonrenewable-energy", 20, 10), "3-3": ("test-conductivity", 900, 450),
+    "3-4": ("test-conductivity-of-unknown-substances", 600, 300), "4-1": ("find-living-thing", 300, 150),
+    "4-2": ("find-non-living-thing", 300, 150), "4-3": ("find-plant", 300, 150), "4-4": ("find-animal", 300, 150),
+    "6-1": ("chemistry-mix", 32, 16), "6-2": ("chemistry-mix-paint-secondary-color", 36, 18),
+    "6-3": ("chemistry-mix-paint-tertiary-color", 36, 18), "7-1": ("lifespan-longest-lived", 125, 62),
+    "7-2": ("lifespan-shortest-lived", 125, 62), "7-3": ("lifespan-longest-lived-then-shortest-lived", 125, 62),
+    "8-1": ("identify-life-stages-1", 14, 6), "8-2": ("identify-life-stages-2", 10, 4),
+}
 STEP_LIMIT = 100  # moves, as ScienceWorldEnv(envStepLimit=100), AgentGym's setting
 JAVA_OPTIONS = ("-Xmx512m", "-XX:+UseSerialGC", "-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2")
 NO_MATCH = "No known action matches that input."
@@ -199,6 +216,34 @@ def _package_train_variations(simulator) -> dict[str, frozenset[int]]:
                     train[name] = frozenset(simulator.get_variations_train())
             _catalogue["train"] = train
         return _catalogue["train"]
+
+
+def known_task_types() -> dict[str, str]:
+    """AgentGym's 23 task types, key -> name ("7-1" -> "lifespan-longest-lived"): what `task_types` may name."""
+    return {key: name for key, (name, _, _) in CATALOGUE.items()}
+
+
+def unknown_task_types(types) -> list:
+    """The entries of `types` that name no task type (neither key nor name)."""
+    known = known_task_types()
+    return [t for t in types if t not in known and t not in known.values()]
+
+
+def split_sizes(types=None) -> dict[str, int] | None:
+    """{"train": n, "test": n} as `SciWorldEnv(task_types=types).task_ids` would count them, from CATALOGUE (no
+    JVM); None when the installed scienceworld is not the version CATALOGUE was read from."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        if version("scienceworld") != CATALOGUE_VERSION:
+            return None
+    except PackageNotFoundError:
+        return None
+    kept = None if types is None else {known_task_types().get(t, t) for t in types}
+    games = [(name, v, v < train) for name, variations, train in CATALOGUE.values() for v in range(variations)]
+    held_out = set(test_ids())
+    chosen = [i for i, (name, _, _) in enumerate(games) if kept is None or name in kept]
+    return {"train": sum(games[i][2] and i not in held_out for i in chosen),
+            "test": sum(i in held_out for i in chosen)}
 
 
 def test_ids() -> list[int]:
