@@ -19,3 +19,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    """The kit's Jupyter kernel, registered in this venv if `make setup` has not (the pipeline tests need it)."""
+    import subprocess
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from agentr_lib.pipeline import KERNEL
+    if KERNEL not in KernelSpecManager().find_kernel_specs():
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", sys.prefix, "--name", KERNEL],
+                       check=True, capture_output=True)
+    return KERNEL

@@ -1,8 +1,6 @@
 """The real entry point end to end: every stage notebook through papermill, at micro scale (tiny random model)."""
 import io
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -10,7 +8,7 @@ import pytest
 import yaml
 
 from agentr_lib.console import ProgressLines, _html_progress_hook
-from agentr_lib.pipeline import KERNEL, main, parse_overrides
+from agentr_lib.pipeline import main, parse_overrides
 
 MICRO = {
     "run_name": "micro",
@@ -24,15 +22,6 @@ MICRO = {
     "train": {"epochs": [1], "batch_size": 2, "max_length": 768},
     "evaluate": {"max_rounds": 3, "recovery_max_rounds": 2},
 }
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    from jupyter_client.kernelspec import KernelSpecManager
-    if KERNEL not in KernelSpecManager().find_kernel_specs():
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", sys.prefix, "--name", KERNEL],
-                       check=True, capture_output=True)
-    return KERNEL
 
 
 def write_params(tmp_path, params) -> Path:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from agentr_lib.pipeline import KERNEL, main
+from agentr_lib.pipeline import main
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = {
@@ -65,15 +65,6 @@ def artefacts(run: Path) -> dict:
         elif path.name == "dataset" and path.is_dir():
             made[rel] = load_from_disk(str(path)).to_list()
     return made
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    from jupyter_client.kernelspec import KernelSpecManager
-    if KERNEL not in KernelSpecManager().find_kernel_specs():
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--prefix", sys.prefix, "--name", KERNEL],
-                       check=True, capture_output=True)
-    return KERNEL
 
 
 @pytest.fixture(scope="module")
