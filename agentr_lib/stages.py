@@ -33,15 +33,20 @@ def env_factory(cfg: Config) -> Callable:
 
 def task_ids(cfg: Config, split: str) -> dict[str, list[int]]:
     """Each env's tasks of a split: the params' seeded subset (`tasks.<env>.train/test`)."""
-    from .envs import select_tasks
     out = {}
     for name in cfg.envs:
         env = env_factory(cfg)(name)
         try:
-            out[name] = select_tasks(env.task_ids(split), getattr(cfg.tasks_for(name), split), seed=cfg.seed)
+            out[name] = selected_tasks(cfg, env, split)
         finally:
             env.close()
     return out
+
+
+def selected_tasks(cfg: Config, env, split: str) -> list[int]:
+    """`env`'s tasks of a split that the params select (`tasks.<env>.train/test`: a seeded subset)."""
+    from .envs import select_tasks
+    return select_tasks(env.task_ids(split), getattr(cfg.tasks_for(env.name), split), seed=cfg.seed)
 
 
 def _train_actor(cfg: Config, actor, samples: list[dict], folder, iteration: int, epochs: int, train_cfg=None) -> dict:
@@ -72,14 +77,14 @@ def warmstart(cfg: Config) -> dict:
     # The warm-start's own knobs replace the train section's, for this stage only.
     train_cfg = cfg.train.model_copy(update={"learning_rate": w.learning_rate, "grad_accum": w.grad_accum,
                                              "max_length": w.max_length or cfg.train.max_length})
-    mcts_tasks = task_ids(cfg, "train")
     with stage(cfg, folder) as info:
         actor = load_actor(cfg.model, trainable=True, seed=cfg.seed)  # the base model: no adapter yet
         samples = []
         for name in cfg.envs:
             env = env_factory(cfg)(name)
             try:
-                pool = [t for t in env.task_ids("train") if t not in set(mcts_tasks[name])]  # never an MCTS task
+                mcts_tasks = set(selected_tasks(cfg, env, "train"))
+                pool = [t for t in env.task_ids("train") if t not in mcts_tasks]  # a demo never shows an MCTS task
                 chosen = select_tasks(pool, cfg.tasks_for(name).demos or w.demos_per_env, seed=cfg.seed + 1)
                 samples += [s for t in chosen for s in demo_samples(env, env.demonstrate(t),
                                                                     actor.fits(train_cfg.max_length))]
