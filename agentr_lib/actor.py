@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 from . import models
-from .batching import derive_seed
+from .batching import check_stop, derive_seed
 from .config import ModelCfg
-from .decoding import ActionLineDone, cut_reply, decode, end_of_turn_ids, row_generators
-from .kv_cache import PrefixReuse, cache_kwarg
+from .decoding import decode, end_of_turn_ids, row_generators, stop_rule
+from .kv_cache import PrefixReuse, cache_kwarg, common_length
 from .models import load_base
 from .trajectory import trim_context
 
@@ -37,7 +37,7 @@ def load_actor(model_cfg: ModelCfg, adapter: str | Path | None = None, trainable
 
 
 class Actor:
-    """A loaded model + tokenizer; satisfies `agentr_lib.batching.Policy`.
+    """A loaded model + tokenizer; satisfies `agentr_lib.batching.ChoosingPolicy` (a Policy that also `choose`s).
 
     Speed: `generate` batches all conversations of one call, and for k samples per conversation prefills each prompt
     once and forks its KV cache k ways (DESIGN.md, "Actor and speed": prefill is most of the time on long prompts,
@@ -78,19 +78,22 @@ class Actor:
 
     # -- generation ---------------------------------------------------------------------------------------------
     def generate(self, conversations: list[list[dict]], num_samples: int = 1, temperature: float = 1.0,
-                 max_new_tokens: int | None = None, seeds: list[int | None] | None = None) -> list[list[str]]:
-        """`num_samples` replies per conversation, each cut after its end-of-turn and after its first Action line.
+                 max_new_tokens: int | None = None, seeds: list[int | None] | None = None,
+                 stop: str = "action") -> list[list[str]]:
+        """`num_samples` replies per conversation, each ended at its end-of-turn and by its `stop` rule ("action":
+        after its first complete action, and cut there; "none": only the token cap, the reply kept whole).
 
         temperature 0 is greedy. `seeds` (one per conversation): sample j of conversation i is drawn from its own
         stream, seeded by (seeds[i], j), so it does not depend on the other conversations of the call, on how they
         are batched, or on prefix reuse (up to float rounding: README, reproducibility). A missing seed (None) is
         drawn from torch's global RNG.
         """
+        check_stop(stop)
         if not conversations:
             return []
         max_new = max_new_tokens or self.cfg.max_new_tokens
         if temperature <= 0 and num_samples > 1:  # greedy samples are all alike: decode one, copy it
-            return [r * num_samples for r in self.generate(conversations, 1, temperature, max_new)]
+            return [r * num_samples for r in self.generate(conversations, 1, temperature, max_new, stop=stop)]
         seeds = [int(torch.randint(2**62, ())) if s is None else s for s in seeds or [None] * len(conversations)]
         texts = [self.prompt_text(self.fit_context(c, max_new)) for c in conversations]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
@@ -103,7 +106,7 @@ class Actor:
             for start in range(0, len(order), per_batch):
                 idx = order[start:start + per_batch]
                 batch = self._generate_batch([texts[i] for i in idx], num_samples, temperature, max_new,
-                                             [seeds[i] for i in idx])
+                                             [seeds[i] for i in idx], stop)
                 for i, r in zip(idx, batch):
                     replies[i] = r
         finally:
@@ -112,7 +115,7 @@ class Actor:
 
     @torch.inference_mode()
     def _generate_batch(self, texts: list[str], k: int, temperature: float, max_new: int,
-                        seeds: list[int] | None = None) -> list[list[str]]:
+                        seeds: list[int] | None = None, stop: str = "action") -> list[list[str]]:
         rows = self.tokenizer(texts, add_special_tokens=False).input_ids
         ids, mask, cache = self.prefixes.prefill(self.model, rows)
         if k > 1:  # k samples for the price of one prefill: fork each prompt's KV cache k ways
@@ -120,10 +123,56 @@ class Actor:
             ids, mask = ids.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)
         # row i*k + j (sample j of prompt i) draws from the stream (seeds[i], j); no seeds: torch's global RNG
         streams = row_generators([derive_seed(s, j) for s in seeds for j in range(k)]) if seeds else None
-        new_tokens = decode(self.model, ids, mask, cache, max_new, temperature, self.eos_token_ids,
-                            ActionLineDone(self.tokenizer), cache_kwarg(self.model), generators=streams)
-        replies = [cut_reply(self.tokenizer.decode(t, skip_special_tokens=True)) for t in new_tokens]
+        is_done, cut = stop_rule(stop, self.tokenizer)
+        new_tokens = decode(self.model, ids, mask, cache, max_new, temperature, self.eos_token_ids, is_done,
+                            cache_kwarg(self.model), generators=streams)
+        replies = [cut(self.tokenizer.decode(t, skip_special_tokens=True)) for t in new_tokens]
         return [replies[i * k:(i + 1) * k] for i in range(len(texts))]
+
+    # -- choosing among fixed continuations -------------------------------------------------------------------
+    def choose(self, conversations: list[list[dict]], reply_prefixes: list[str],
+               choices: tuple[str, ...]) -> list[str]:
+        """Per conversation, the member of `choices` whose tokens (" " + choice) are most likely after the reply
+        prefix (summed log-probability; ties go to the first in `choices`): a verdict forced from a verifier that
+        wrote none (`batching.ChoosingPolicy`). Deterministic: no sampling."""
+        if len(reply_prefixes) != len(conversations):
+            raise ValueError(f"{len(conversations)} conversations but {len(reply_prefixes)} reply prefixes")
+        if not choices:
+            raise ValueError("choose needs at least one choice")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            scores = [self.choice_scores(c, p, choices) for c, p in zip(conversations, reply_prefixes)]
+        finally:
+            self.model.train(was_training)
+        return [choices[row.index(max(row))] for row in scores]  # index(): the first of equal maxima
+
+    @torch.inference_mode()
+    def choice_scores(self, conversation: list[dict], reply_prefix: str, choices: tuple[str, ...]) -> list[float]:
+        """Summed log-probability of each choice's tokens after `conversation`'s prompt (as `generate` builds it) and
+        `reply_prefix`: one forward pass, one row per choice, right-padded (causal attention: the padding after a
+        row's tokens changes none of its logits).
+
+        A choice is scored as the tokens of prompt + prefix + " " + choice after the ones it shares with prompt +
+        prefix: the tokenizer may merge across the boundary, so the scored tokens may start a little before " ".
+        """
+        pieces = [reply_prefix + " " + c for c in choices]
+        budget = max(len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in pieces)
+        prompt = self.prompt_text(self.fit_context(conversation, budget))
+        base = self.tokenizer(prompt + reply_prefix, add_special_tokens=False).input_ids
+        rows = self.tokenizer([prompt + p for p in pieces], add_special_tokens=False).input_ids
+        starts = [max(1, common_length(base, r)) for r in rows]  # first scored token per row; it needs a predecessor
+        width, first = max(map(len, rows)), min(starts) - 1  # logits from position `first` on predict scored tokens
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        # only the positions that predict scored tokens go through the output head (vocabulary x prompt is large)
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                            logits_to_keep=width - first).logits
+        logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+        return [sum(logp[i, t - 1 - first, r[t]].item() for t in range(start, len(r)))
+                for i, (r, start) in enumerate(zip(rows, starts))]
 
     def forget_prefixes(self) -> None:
         """Drop stored KV (it belongs to the current weights): called whenever the weights may change."""

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ENVS = ("textcraft", "sciworld", "webshop")
+ENVS = ("textcraft", "sciworld", "webshop", "toy")  # toy: a test env where a random model sometimes succeeds
+PAPER_ENVS = ENVS[:3]
+
+# The variants a study can compare (PAPER.md Tables 2, 3, 6). A variant is a data recipe (revision.py) and how it is
+# trained (train.py; ETO: SFT on good paths, then DPO on good/bad pairs), with one actor for all envs (multi-task,
+# the paper's default) or, named "<method>-single", one actor per env (Table 6).
+METHODS = ("agent_r", "direct_revision", "optimal", "optimal_good", "eto")
+SINGLE = "-single"
 
 
 class ConfigError(ValueError):
@@ -64,6 +72,43 @@ class AllTasksCfg(Section):
     textcraft: TasksCfg = TasksCfg()
     sciworld: TasksCfg = TasksCfg()
     webshop: TasksCfg = TasksCfg()
+    toy: TasksCfg = TasksCfg()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant of a study: its name (also its folder, results/<run>/<name>/), method, and whether it trains one
+    actor per env."""
+    name: str
+
+    @property
+    def method(self) -> str:
+        return self.name.removesuffix(SINGLE)
+
+    @property
+    def single(self) -> bool:
+        return self.name.endswith(SINGLE)
+
+
+class StudyCfg(Section):
+    """What a study compares: each variant runs its own iterations; all share the starting actor, its baseline
+    evaluation and the iteration-1 trees (layout.plan)."""
+    # each: a method (agent_r | direct_revision | optimal | optimal_good | eto), "-single" appended for one actor
+    # per env (Table 6)
+    variants: list[str] = ["agent_r"]
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, v):
+        if not v:
+            raise ValueError("at least one variant")
+        for name in v:
+            if Variant(name).method not in METHODS:
+                raise ValueError(f"{name!r} is not a variant: a method ({', '.join(METHODS)}), optionally with "
+                                 f"'{SINGLE}' (one actor per env)")
+        if len(set(v)) < len(v):
+            raise ValueError("each variant at most once")
+        return v
 
 
 class WarmstartCfg(Section):
@@ -88,14 +133,18 @@ class MCTSCfg(Section):
 
 
 class RevisionCfg(Section):
-    variant: Literal["agent_r", "direct_revision", "optimal", "optimal_good"] = "agent_r"
+    """Pairs, critique and splice (revision.py); which samples a variant keeps is its method's (study.variants)."""
     alpha: list[float] = [0.5, 0.7, 1.0]  # per iteration; the last value repeats for later iterations
     beta: float = Field(0.2, ge=0)
-    include_good: bool = True
+    include_good: bool = True  # agent_r and direct_revision: keep good paths too (optimal/optimal_good/eto: fixed)
     verifier_temperature: float = Field(1.0, ge=0)
     verifier_max_new_tokens: int = Field(500, ge=8)  # the official code's max_tokens
     max_pairs_per_tree: int | None = Field(None, ge=1)  # None: every qualifying pair (paper); a cap for CPU studies
     critiques_in_flight: int = Field(16, ge=1)
+    # A small verifier often writes no verdict, which the paper's rule counts as Bad (t' lands on the first judged
+    # step). true: a reply without one gets "Judgment:" appended and the most likely of Good/Bad/Uncertain is taken
+    # (a deviation for small models: README); false: the paper's rule.
+    force_verdict: bool = False
 
     @field_validator("alpha")
     @classmethod
@@ -130,6 +179,7 @@ class TrainCfg(Section):
     max_steps: int = -1  # > 0 stops after this many optimizer steps, whatever `epochs` says (tests, benchmarks)
     eta: float = Field(0.2, gt=0, le=1)  # share of agent data when general data is mixed in (Eq. 6)
     general_data: str | None = None  # local ShareGPT-style JSON/JSONL; none = agent data only (checked on load)
+    dpo_beta: float = Field(0.1, gt=0)  # ETO only: DPO's beta (ETO's and TRL's default)
 
 
 class EvaluateCfg(Section):
@@ -145,7 +195,8 @@ class Config(Section):
     results_dir: str = "results"
     seed: int = 0
     iterations: int = Field(3, ge=0)
-    envs: list[Literal["textcraft", "sciworld", "webshop"]] = list(ENVS)
+    envs: list[Literal["textcraft", "sciworld", "webshop", "toy"]] = list(PAPER_ENVS)
+    study: StudyCfg = StudyCfg()
     model: ModelCfg = ModelCfg()
     tasks: AllTasksCfg = AllTasksCfg()
     warmstart: WarmstartCfg = WarmstartCfg()
@@ -167,6 +218,10 @@ class Config(Section):
     @property
     def run_dir(self) -> Path:
         return Path(self.results_dir) / self.run_name
+
+    @property
+    def variants(self) -> list[Variant]:
+        return [Variant(v) for v in self.study.variants]
 
     def tasks_for(self, env: str) -> TasksCfg:
         return getattr(self.tasks, env)

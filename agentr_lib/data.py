@@ -71,6 +71,20 @@ def load_data(path: str | Path) -> Dataset:
     return ds
 
 
+def save_preferences(pairs: list[dict], path: str | Path) -> Dataset:
+    """ETO's good/bad pairs (prompt / chosen / rejected conversations, revision.preference_pair) as an HF dataset."""
+    for pair in pairs:
+        for part in ("prompt", "chosen", "rejected"):
+            _check_messages(pair[part])
+    ds = Dataset.from_list(pairs)
+    write_dir(path, lambda tmp: ds.save_to_disk(str(tmp)))
+    return ds
+
+
+def load_preferences(path: str | Path) -> Dataset:
+    return load_data(path)
+
+
 # --------------------------------------------------------------------------------------------------- windows
 def fitted(sample: dict, fits: Callable[[list[dict]], bool], window_kind: str | None = None) -> list[dict]:
     """`sample` as it is if its messages `fit`, else the windows that together train each of its trained turns
@@ -96,8 +110,8 @@ def demo_samples(env, demo, fits: Callable[[list[dict]], bool]) -> list[dict]:
     steps = []
     for thought, action in zip(demo.thoughts, demo.actions):
         result = env.step(action)
-        steps.append(Step(f"Thought: {thought}\nAction: {action}", action, result.observation, result.reward,
-                          result.done))
+        steps.append(Step(env.format_reply(thought, action), action, result.observation, result.reward,
+                          result.done))  # in the layout the env's instruction asks for
     messages = conversation(env.instruction, first, steps, loss=True)
     sample = {"messages": messages, "kind": "demo", "env": env.name, "task_id": demo.task_id}
     return fitted(sample, fits, window_kind="demo_window")
@@ -106,7 +120,11 @@ def demo_samples(env, demo, fits: Callable[[list[dict]], bool]) -> list[dict]:
 def _check_sample(s: dict) -> None:
     if s.get("kind") not in KINDS:
         raise ValueError(f"sample kind {s.get('kind')!r} is not one of {KINDS}")
-    for m in s["messages"]:
+    _check_messages(s["messages"])
+
+
+def _check_messages(messages: list[dict]) -> None:
+    for m in messages:
         if set(m) != {"role", "content", "loss"}:
             raise ValueError(f"a message needs exactly the keys role, content, loss; got {sorted(m)}")
 
@@ -213,8 +231,23 @@ def tokenize_dataset(data: list[dict] | Dataset, tokenizer, max_length: int) -> 
         "samples": len(rows), "kept": len(out["input_ids"]), "dropped_no_loss": dropped,
         "at_max_length": int(truncated), "tokens": sum(out["length"]), "loss_tokens": sum(out["loss_tokens"]),
         "by_kind": {k: out["kind"].count(k) for k in sorted(set(filter(None, out["kind"])))},
+        "mask_by_kind": mask_audit(out["kind"], out["length"], out["loss_tokens"]),
     }
     return Dataset.from_dict(out), report
+
+
+def mask_audit(kinds: list, lengths: list[int], loss_tokens: list[int]) -> dict:
+    """Per sample kind: samples, tokens, tokens with loss and their share — what training actually learns from (a
+    revision sample's bad prefix carries none, so its share sits below a good path's)."""
+    audit: dict = {}
+    for kind, length, lossy in zip(kinds, lengths, loss_tokens):
+        a = audit.setdefault(kind or "unknown", {"samples": 0, "tokens": 0, "loss_tokens": 0})
+        a["samples"] += 1
+        a["tokens"] += length
+        a["loss_tokens"] += lossy
+    for a in audit.values():
+        a["loss_share"] = a["loss_tokens"] / a["tokens"] if a["tokens"] else 0.0
+    return dict(sorted(audit.items()))
 
 
 # --------------------------------------------------------------------------------------------------- general data

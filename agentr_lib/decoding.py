@@ -101,7 +101,7 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, cache, max_new: int, te
 
 
 class ActionLineDone:
-    """`is_done` for agent replies: done once the reply holds a complete "Action:" line (a newline after it).
+    """`is_done` for agent replies: done once the reply holds a complete action (`has_complete_action_line`).
 
     Only a reply whose newest token holds a newline is decoded as a whole, so the check costs little per step.
     """
@@ -115,16 +115,50 @@ class ActionLineDone:
         return has_complete_action_line(self.tokenizer.decode(tokens, skip_special_tokens=True))
 
 
+def never_done(tokens: list[int]) -> bool:
+    """`is_done` for replies read whole: they end at end of turn or at the token cap only."""
+    return False
+
+
+def stop_rule(stop: str, tokenizer) -> tuple[Callable[[list[int]], bool], Callable[[str], str]]:
+    """(`decode`'s is_done, the cut applied to the decoded reply) for a request's stop rule (batching.STOP_RULES).
+
+    "action": an agent reply, ended and cut after its first complete action. "none": the whole reply, stripped (the
+    verifier's, which quotes "Action: ..." log lines before its verdict).
+    """
+    if stop == "action":
+        return ActionLineDone(tokenizer), cut_reply
+    if stop == "none":
+        return never_done, str.strip
+    raise ValueError(f"unknown stop rule {stop!r}: expected 'action' or 'none'")
+
+
+def action_end(lines: list[str], complete: int) -> int | None:
+    """Index of the line that ends the first complete action among `lines[:complete]` (the lines known to be whole),
+    or None. Two layouts: `Action: <action>` on one line, or AgentGym's `Action:` alone with the action on the next
+    non-empty line (blank lines skipped, as `trajectory.parse_action` skips them)."""
+    for i in range(complete):
+        line = lines[i].lstrip()
+        if not line.startswith("Action:"):
+            continue
+        if line[len("Action:"):].strip():
+            return i
+        # a bare "Action:": its action is the next non-empty whole line; until that is written, none is complete
+        return next((j for j in range(i + 1, complete) if lines[j].strip()), None)
+    return None
+
+
 def has_complete_action_line(text: str) -> bool:
+    """Does `text`, a reply being written, hold a whole action (`action_end`)? Its last piece has no newline yet, so
+    it may still grow: only the lines before it count."""
     lines = text.split("\n")
-    return any(line.lstrip().startswith("Action:") for line in lines[:-1])  # the last piece has no newline yet
+    return action_end(lines, len(lines) - 1) is not None
 
 
 def cut_reply(text: str) -> str:
-    """Keep the reply up to the end of its first line that starts with "Action:" (the agent format is
-    `Thought: ...\\nAction: ...`; anything after the action line is noise that would only cost context tokens)."""
+    """Keep the reply up to the end of its first action (`action_end`: the agent format is `Thought: ...\\nAction:
+    ...`, the action on the "Action:" line or on the next); anything after it is noise that would only cost context
+    tokens. The reply is finished, so its last line counts as whole. A reply without an action is kept whole."""
     lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if line.lstrip().startswith("Action:"):
-            return "\n".join(lines[:i + 1]).strip()
-    return text.strip()
+    end = action_end(lines, len(lines))
+    return text.strip() if end is None else "\n".join(lines[:end + 1]).strip()

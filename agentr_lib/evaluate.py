@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .batching import Policy, Request, derive_seed, env_pools, run_jobs
-from .config import EvaluateCfg
+from .config import ConfigError, EvaluateCfg
 from .envs.base import TextEnv
 from .files import CorruptArtefact, is_readable, read_json, write_json
 from .trajectory import Episode, Step, conversation, parse_action
@@ -52,12 +52,14 @@ def episode_job(env: TextEnv, task_id: int, max_rounds: int, temperature: float 
 def recovery_prefix(episode: Episode, seed: int) -> list[Step]:
     """Cut a failed episode at a random step (Table 3): the agent continues from there.
 
-    The cut keeps at least one step and drops at least one, seeded per task so that every evaluated actor
-    continues from the same point.
+    The cut drops at least one step, so the continued episode never starts finished, and keeps at least one where
+    it can; seeded per task so that every evaluated actor continues from the same point.
     """
     n = len(episode.steps)
     if n < 2:
-        return list(episode.steps)
+        # A one-step failure has no step to keep *and* one to drop: kept whole, its last (done) step would make the
+        # continuation a sure 0. It is continued from the start instead: the actor plays the first observation.
+        return []
     rng = random.Random(f"{seed}-{episode.env}-{episode.task_id}")
     return list(episode.steps[:rng.randint(1, n - 1)])
 
@@ -94,17 +96,37 @@ def play_episodes(plans: list[EpisodePlan], policy: Policy, make_env: Callable[[
         run_jobs((play(pools[p.env], p) for p in todo), policy, in_flight=in_flight, progress=label, total=len(todo))
 
 
+NO_FAILURE_NOTE = "the baseline failed no task of this env"
+
+
 def recovery_plans(baseline_dir: Path, envs: Iterable[str], out_dir: Path, max_rounds: int,
                    seed: int) -> list[EpisodePlan]:
-    """Table 3: the baseline's failed episodes, cut at a random step, to be continued by the actor under test."""
+    """Table 3: the baseline's failed episodes, cut at a random step, to be continued by the actor under test.
+
+    A missing baseline raises ConfigError: without it there would be no plan, and the metrics would read n = 0 as
+    if the baseline had failed nothing. A baseline that failed nothing gives no plan for that env (legitimately).
+    """
     plans = []
     for env in envs:
-        for ep in load_episodes(baseline_dir / env):
+        for ep in baseline_episodes(baseline_dir, env):
             if ep.score <= 0:
                 cut = recovery_prefix(ep, seed)
                 plans.append(EpisodePlan(env, ep.task_id, out_dir / env, max_rounds, tuple(cut),
                                          derive_seed(seed, env, ep.task_id, "recovery", len(cut))))
     return plans
+
+
+def baseline_episodes(baseline_dir: Path, env: str) -> list[Episode]:
+    """The baseline's episodes of `env`; ConfigError (one line, naming the folder) when there are none."""
+    folder = Path(baseline_dir) / env
+    if not Path(baseline_dir).is_dir():
+        raise ConfigError(f"error recovery continues the baseline's failures, but {baseline_dir} does not exist: "
+                          "run 00_baseline first")
+    episodes = load_episodes(folder) if folder.is_dir() else []
+    if not episodes:  # an empty folder is a baseline that never played this env, too
+        raise ConfigError(f"error recovery continues the baseline's failures, but the baseline has no {env} "
+                          f"episode ({folder}): 00_baseline must run with {env} first")
+    return episodes
 
 
 def evaluate_actor(policy: Policy, tasks: dict[str, list[int]], make_env: Callable[[str], TextEnv],
@@ -124,12 +146,16 @@ def evaluate_actor(policy: Policy, tasks: dict[str, list[int]], make_env: Callab
     is_baseline = Path(out_dir) == Path(baseline_dir)
     test = [EpisodePlan(env, t, out_dir / env, settings.max_rounds, seed=derive_seed(seed, env, t, "test"))
             for env, ids in tasks.items() for t in ids]
-    play(test + (recovery() if settings.recovery and not is_baseline else []), "evaluate")
+    rescue = recovery() if settings.recovery and not is_baseline else []
+    play(test + rescue, "evaluate")
     if settings.recovery and is_baseline:
-        play(recovery(), "recovery")
+        rescue = recovery()
+        play(rescue, "recovery")
     metrics = summarize({env: load_episodes(out_dir / env) for env in tasks}, seed)
     if settings.recovery:
         metrics["recovery"] = summarize({env: load_episodes(out_dir / "recovery" / env) for env in tasks}, seed)
+        for env in set(tasks) - {p.env for p in rescue}:  # n = 0 here is a result, not a missing baseline
+            metrics["recovery"]["envs"][env]["note"] = NO_FAILURE_NOTE
     return metrics
 
 
@@ -213,8 +239,14 @@ def env_metrics(episodes: list[Episode], env: str, seed: int = 0) -> dict:
 
 def summarize(per_env: dict[str, list[Episode]], seed: int = 0) -> dict:
     envs = {env: env_metrics(eps, env, seed) for env, eps in per_env.items()}
-    scores = [m["score"] for m in envs.values()]
-    return {"envs": envs, "average": float(np.mean(scores)) if scores else 0.0}
+    return {"envs": envs, "average": average_score(envs)}
+
+
+def average_score(envs: dict[str, dict]) -> float | None:
+    """The mean of the envs' scores, over the envs that have episodes: an env with none (recovery, where the
+    baseline failed no task of it) measured nothing, and a 0 for it would pull the average down. None: no env has."""
+    scores = [m["score"] for m in envs.values() if m["n"] > 0]
+    return float(np.mean(scores)) if scores else None
 
 
 def load_episode(path: str | Path) -> Episode:

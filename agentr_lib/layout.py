@@ -1,12 +1,17 @@
 """Where everything of a run lives, and the bookkeeping that makes a run resumable: the one module that knows.
 
-    results/<run>/warmstart/              adapter/ (small models only) + 00_warmstart.ipynb
-    results/<run>/iter_0/eval/            the baseline: episodes + metrics.json      (iter_0/00_baseline.ipynb)
-    results/<run>/iter_k/trees/<env>/     MCTS trees, one JSON per task            (iter_k/01_collect.ipynb)
-    results/<run>/iter_k/data/            dataset/ (HF) + metrics.json (Table 1)    (iter_k/02_revise.ipynb)
-    results/<run>/iter_k/train/adapter/   the actor after iteration k (checkpoints beside it while training)
-    results/<run>/iter_k/eval/<env>/      held-out episodes + metrics.json          (iter_k/04_evaluate.ipynb)
-    results/<run>/report/                 tables and figures                        (report/05_report.ipynb)
+A study compares variants (`study.variants`); what is the same for all of them is made once:
+
+    results/<run>/warmstart/                      adapter/ (small models only) + 00_warmstart.ipynb
+    results/<run>/iter_0/eval/                    the baseline: episodes + metrics.json     (iter_0/00_baseline.ipynb)
+    results/<run>/iter_1/trees/<env>/             MCTS trees of the starting actor, one JSON per task
+                                                  (iter_1/01_collect.ipynb)
+and each variant's own iterations:
+    results/<run>/<variant>/iter_k/trees/<env>/   MCTS trees with the variant's actor of iteration k-1 (k >= 2)
+    results/<run>/<variant>/iter_k/data/          dataset/ (HF; ETO also preferences/) + metrics.json (Table 1)
+    results/<run>/<variant>/iter_k/train/         adapter/ (one actor), or <env>/adapter/ (a "-single" variant)
+    results/<run>/<variant>/iter_k/eval/<env>/    held-out episodes + metrics.json
+    results/<run>/report/                         tables and figures of every variant  (report/05_report.ipynb)
 
 Every stage folder holds, once the stage has finished, `DONE.json` (counts, timings, versions) and `config.yaml`
 (the fully resolved params it ran with); from its first moment on, `params.json` pins the params that shape its
@@ -20,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Variant
 from .files import CorruptArtefact, read_json, write_json, write_yaml
 
 # Knobs that change speed, not results: a resumed run may change them freely.
@@ -30,13 +35,24 @@ DONE, PINNED, RESOLVED = "DONE.json", "params.json", "config.yaml"
 
 
 class RunLayout:
-    """The paths of one run (`results/<run>/`)."""
+    """The paths of one run (`results/<run>/`), as seen by one variant (`variant`; None: only the shared parts)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, variant: Variant | str | None = None):
         self.root = Path(root)
+        self.variant = Variant(variant) if isinstance(variant, str) else variant
+
+    def of(self, variant: Variant | str) -> RunLayout:
+        return RunLayout(self.root, variant)
+
+    @property
+    def _own(self) -> Path:
+        if self.variant is None:
+            raise ValueError("a variant's path asked of a layout without a variant")
+        return self.root / self.variant.name
 
     def iteration_dir(self, k: int) -> Path:
-        return self.root / f"iter_{k}"
+        """Iteration k's folder: shared for k = 0 (the baseline), else the variant's."""
+        return self.root / "iter_0" if k == 0 else self._own / f"iter_{k}"
 
     @property
     def warmstart(self) -> Path:
@@ -47,7 +63,8 @@ class RunLayout:
         return self.root / "report"
 
     def trees(self, k: int) -> Path:
-        return self.iteration_dir(k) / "trees"
+        """Iteration k's trees: iteration 1's come from the starting actor, which every variant shares."""
+        return self.root / "iter_1" / "trees" if k == 1 else self.iteration_dir(k) / "trees"
 
     def data(self, k: int) -> Path:
         return self.iteration_dir(k) / "data"
@@ -55,52 +72,70 @@ class RunLayout:
     def dataset(self, k: int) -> Path:
         return self.data(k) / "dataset"
 
+    def preferences(self, k: int) -> Path:
+        """ETO's good/bad pairs of iteration k (an HF dataset of prompt/chosen/rejected conversations)."""
+        return self.data(k) / "preferences"
+
     def train(self, k: int) -> Path:
         return self.iteration_dir(k) / "train"
 
     def eval(self, k: int) -> Path:
-        """Iteration k's held-out episodes (k = 0: the starting actor's baseline)."""
+        """Iteration k's held-out episodes (k = 0: the starting actor's baseline, shared)."""
         return self.iteration_dir(k) / "eval"
 
-    def adapter(self, k: int) -> Path:
-        """The actor after iteration k; k = 0 is the warm-started actor."""
-        return (self.train(k) if k > 0 else self.warmstart) / "adapter"
+    def adapter(self, k: int, env: str | None = None) -> Path:
+        """The actor after iteration k (k = 0: the warm-started one); a "-single" variant has one per `env`."""
+        if k == 0:
+            return self.warmstart / "adapter"
+        return self.train(k) / env / "adapter" if self.variant.single else self.train(k) / "adapter"
 
     def iterations(self) -> list[int]:
-        """The iterations that have a folder, in order."""
-        return sorted(int(p.name.split("_")[1]) for p in self.root.glob("iter_*") if p.name.split("_")[1].isdigit())
+        """The iterations of this variant that have a folder, in order (0, the shared baseline, when it has one)."""
+        found = [int(p.name.split("_")[1]) for p in self._own.glob("iter_*") if p.name.split("_")[1].isdigit()]
+        return sorted({0, *found} if self.iteration_dir(0).exists() else found)
 
     def metrics(self, stage: str) -> dict[int, dict]:
-        """Each iteration's metrics.json of a stage ("eval" or "data"); iterations without one are left out."""
+        """Each iteration's metrics.json of a stage ("eval", "data" or "train"); iterations without one are left out."""
         found = {k: getattr(self, stage)(k) / "metrics.json" for k in self.iterations()}
         return {k: read_json(p) for k, p in found.items() if p.exists()}
 
 
 @dataclass(frozen=True)
 class StageRun:
-    """One notebook run of a study: which notebook, for which iteration, what marks it done, where its record goes."""
+    """One notebook run of a study: which notebook, for which iteration and variant, what marks it done, where its
+    record goes."""
     notebook: str
     iteration: int | None
     folder: Path | None  # whose DONE.json marks it finished; None: always re-run (the report only reads metrics)
     record_dir: Path  # the executed notebook lands here, beside what it made
+    variant: str | None = None  # None: a stage every variant shares
 
     @property
     def label(self) -> str:
-        return self.notebook if self.iteration is None else f"{self.notebook} (iteration {self.iteration})"
+        where = [f"iteration {self.iteration}"] if self.iteration is not None else []
+        where += [self.variant] if self.variant else []
+        return f"{self.notebook} ({', '.join(where)})" if where else self.notebook
 
 
 def plan(cfg: Config) -> list[StageRun]:
-    """The stage notebooks of a study in running order."""
-    run = RunLayout(cfg.run_dir)
+    """The stage notebooks of a study in running order: the shared start (warm-start, baseline, iteration-1 trees),
+    then iteration by iteration every variant's stages, so that an early iteration's comparison is ready first."""
+    run = RunLayout(cfg.run_dir, cfg.variants[0])
     steps = []
     if cfg.warmstart.enabled:
         steps.append(StageRun("00_warmstart", None, run.warmstart, run.warmstart))
     steps.append(StageRun("00_baseline", 0, run.eval(0), run.iteration_dir(0)))
+    if cfg.iterations >= 1:
+        steps.append(StageRun("01_collect", 1, run.trees(1), run.trees(1).parent))  # shared: no variant
     for k in range(1, cfg.iterations + 1):
-        steps += [StageRun("01_collect", k, run.trees(k), run.iteration_dir(k)),
-                  StageRun("02_revise", k, run.data(k), run.iteration_dir(k)),
-                  StageRun("03_train", k, run.train(k), run.iteration_dir(k)),
-                  StageRun("04_evaluate", k, run.eval(k), run.iteration_dir(k))]
+        for variant in cfg.variants:
+            own = run.of(variant)
+            at = own.iteration_dir(k)
+            if k > 1:
+                steps.append(StageRun("01_collect", k, own.trees(k), at, variant.name))
+            steps += [StageRun("02_revise", k, own.data(k), at, variant.name),
+                      StageRun("03_train", k, own.train(k), at, variant.name),
+                      StageRun("04_evaluate", k, own.eval(k), at, variant.name)]
     steps.append(StageRun("05_report", None, None, run.report))
     return steps
 
@@ -132,7 +167,7 @@ def params_fingerprint(cfg: Config) -> dict:
     def strip(d):
         return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in THROUGHPUT_KEYS}
     d = strip(cfg.to_dict())
-    for k in ("run_name", "results_dir", "iterations"):
+    for k in ("run_name", "results_dir", "iterations", "study"):  # which variants run shapes no stage's results
         d.pop(k)
     return d
 

@@ -282,11 +282,11 @@ class _TimedPolicy:
     def __init__(self, policy: Policy):
         self.policy, self.seconds, self.calls = policy, 0.0, 0
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None, stop="action"):
         t = time.perf_counter()
         try:
             return self.policy.generate(conversations, num_samples=num_samples, temperature=temperature,
-                                        max_new_tokens=max_new_tokens, seeds=seeds)
+                                        max_new_tokens=max_new_tokens, seeds=seeds, stop=stop)
         finally:
             self.seconds += time.perf_counter() - t
             self.calls += 1

@@ -1,7 +1,9 @@
 """Run a whole study: every stage notebook through papermill, iteration by iteration.
 
     python -m agentr_lib.pipeline params/tiny.yaml            # the whole study (done stages are skipped)
+    python -m agentr_lib.pipeline params/tiny.yaml --dry-run  # what would run, what is done, in order
     python -m agentr_lib.pipeline params/tiny.yaml --only 05_report
+    python -m agentr_lib.pipeline params/tiny.yaml --variant direct_revision   # the shared start + one variant
     python -m agentr_lib.pipeline params/tiny.yaml --set mcts.simulations=4 --set "envs=[textcraft]"
 
 `--set KEY=VALUE` (repeatable) overrides any params key for this run: KEY is a dotted path into the params file,
@@ -39,23 +41,24 @@ KERNEL = "agentr-kit"
 EXTENSION = "agentr_lib.console"  # the IPython extension every stage kernel loads: its progress on our console
 
 
-def run(params_file: str | Path, only: str | None = None, kernel: str = KERNEL,
-        overrides: dict | None = None) -> dict[str, float]:
-    """Run the study's stages in order (or only the stage notebook `only`); return the seconds each took."""
+def run(params_file: str | Path, only: str | None = None, kernel: str = KERNEL, overrides: dict | None = None,
+        variant: str | None = None, dry_run: bool = False) -> dict[str, float]:
+    """Run the study's stages in order (or only the stage notebook `only`, only the shared stages and those of
+    `variant`); return the seconds each took. `dry_run`: print the plan (done or to run) and run nothing."""
     params_file = Path(params_file).resolve()
     overrides = overrides or {}
     cfg = load_config(params_file, overrides)
-    steps = plan(cfg)
-    names = list(dict.fromkeys(s.notebook for s in steps))
-    if only and only not in names:
-        raise ConfigError(f"--only {only}: not a stage of this study ({', '.join(names)})")
+    steps = select(plan(cfg), cfg, only, variant)
     for step in steps:  # before any work: never mix outputs of different params
         if step.folder is not None:
             check_params(step.folder, cfg)
+    if dry_run:
+        for step in steps:
+            state = "done" if step.folder is not None and is_done(step.folder) else "to run"
+            print(f"[{state:<6}] {step.label}  ->  {step.record_dir}", flush=True)
+        return {}
     timings: dict[str, float] = {}
     for step in steps:
-        if only and step.notebook != only:
-            continue
         if step.folder is not None and is_done(step.folder):
             print(f"[skip] {step.label}: done", flush=True)
             continue
@@ -68,6 +71,16 @@ def run(params_file: str | Path, only: str | None = None, kernel: str = KERNEL,
     return timings
 
 
+def select(steps: list[StageRun], cfg, only: str | None, variant: str | None) -> list[StageRun]:
+    """The steps `--only` (a stage notebook) and `--variant` (the shared stages and that variant's) leave."""
+    names = list(dict.fromkeys(s.notebook for s in steps))
+    if only and only not in names:
+        raise ConfigError(f"--only {only}: not a stage of this study ({', '.join(names)})")
+    if variant and variant not in cfg.study.variants:
+        raise ConfigError(f"--variant {variant}: not a variant of this study ({', '.join(cfg.study.variants)})")
+    return [s for s in steps if (not only or s.notebook == only) and (not variant or s.variant in (None, variant))]
+
+
 def run_notebook(step: StageRun, params_file: Path, overrides: dict, kernel: str = KERNEL) -> None:
     """Execute one stage notebook with papermill; the executed copy lands in the step's record folder."""
     import papermill as pm
@@ -75,6 +88,8 @@ def run_notebook(step: StageRun, params_file: Path, overrides: dict, kernel: str
     parameters = {"params_file": str(params_file), "overrides": overrides}
     if step.iteration is not None:
         parameters["iteration"] = step.iteration
+    if step.variant is not None:
+        parameters["variant"] = step.variant
     with tempfile.TemporaryDirectory(prefix="agentr-kernel-") as sockets:
         pm.execute_notebook(str(NOTEBOOKS / f"{step.notebook}.ipynb"), str(step.record_dir / f"{step.notebook}.ipynb"),
                             parameters=parameters, kernel_name=kernel, cwd=str(ROOT), progress_bar=False,
@@ -125,12 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentr", description=__doc__.split("\n\n")[0])
     parser.add_argument("params", help="a params YAML, e.g. params/tiny.yaml")
     parser.add_argument("--only", help="run one stage notebook, e.g. 05_report")
+    parser.add_argument("--variant", help="run the shared stages and this variant's (study.variants), e.g. eto")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run and what is done; run nothing")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a params key, e.g. --set mcts.simulations=4 (repeatable; VALUE is YAML)")
     parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        run(args.params, args.only, args.kernel, parse_overrides(args.overrides))
+        run(args.params, args.only, args.kernel, parse_overrides(args.overrides), args.variant, args.dry_run)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

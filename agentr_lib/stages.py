@@ -14,12 +14,30 @@ from .layout import RESOLVED, RunLayout, done_info, is_done, require_done, stage
 
 
 # --- what every stage needs -------------------------------------------------------------------------------------
-def load_actor_at(cfg: Config, iteration: int, trainable: bool = False):
-    """The actor after `iteration` (0 = the starting actor: warm-started, or the base model)."""
+def layout_of(cfg: Config, variant: str | None = None) -> RunLayout:
+    """The run's paths as one variant of the study sees them (None: the study's first variant)."""
+    name = variant or cfg.study.variants[0]
+    if name not in cfg.study.variants:
+        raise ConfigError(f"variant {name!r} is not one of this study's (study.variants: "
+                          f"{', '.join(cfg.study.variants)})")
+    return RunLayout(cfg.run_dir, name)
+
+
+def actor_groups(cfg: Config, run: RunLayout, iteration: int) -> list[tuple[list[str], str | None]]:
+    """Which actor serves which envs after `iteration`, as (envs, the env whose actor it is; None: the one actor):
+    one for all envs, or one per env for a "-single" variant once it has trained (its starting actor is shared)."""
+    if iteration > 0 and run.variant.single:
+        return [([env], env) for env in cfg.envs]
+    return [(list(cfg.envs), None)]
+
+
+def load_actor_at(cfg: Config, run: RunLayout, iteration: int, env: str | None = None, trainable: bool = False):
+    """The actor after `iteration` (0 = the starting actor: warm-started, or the base model); `env`: a "-single"
+    variant's actor of that env."""
     from .actor import load_actor
     adapter = None
     if iteration > 0 or cfg.warmstart.enabled:
-        adapter = RunLayout(cfg.run_dir).adapter(iteration)
+        adapter = run.adapter(iteration, env)
         if not adapter.exists():
             raise ConfigError(f"the actor of iteration {iteration} is missing ({adapter}): run the earlier stages")
     return load_actor(cfg.model, adapter=adapter, trainable=trainable, seed=cfg.seed)
@@ -96,79 +114,160 @@ def warmstart(cfg: Config) -> dict:
 
 
 # --- 01 collect -------------------------------------------------------------------------------------------------
-def collect(cfg: Config, iteration: int) -> dict:
-    """MCTS with the actor of iteration-1 on every env's training tasks; one tree file per task (resumable)."""
+def collect(cfg: Config, iteration: int, variant: str | None = None) -> dict:
+    """MCTS with the actor of iteration-1 on every env's training tasks; one tree file per task (resumable).
+    Iteration 1's trees come from the starting actor and serve every variant."""
     from .mcts import collect_trees
-    folder = RunLayout(cfg.run_dir).trees(iteration)
+    run = layout_of(cfg, variant)
+    folder = run.trees(iteration)
     if is_done(folder):
         return done_info(folder)
+    tasks = task_ids(cfg, "train")
     with stage(cfg, folder) as info:
-        actor = load_actor_at(cfg, iteration - 1)
-        info.update(collect_trees(task_ids(cfg, "train"), env_factory(cfg), actor, cfg.mcts, folder,
-                                  seed=cfg.seed + 1000 * iteration))
+        for envs, env in actor_groups(cfg, run, iteration - 1):
+            actor = load_actor_at(cfg, run, iteration - 1, env)
+            found = collect_trees({e: tasks[e] for e in envs}, env_factory(cfg), actor, cfg.mcts, folder,
+                                  seed=cfg.seed + 1000 * iteration)
+            _add_counts(info, found)
     return info
 
 
+def _add_counts(into: dict, part: dict) -> dict:
+    """Merge one actor group's counts into a stage's: per-env parts side by side, totals summed."""
+    for key, value in part.items():
+        if isinstance(value, dict):
+            into.setdefault(key, {}).update(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            into[key] = into.get(key, 0) + value
+        else:
+            into[key] = value
+    return into
+
+
 # --- 02 revise --------------------------------------------------------------------------------------------------
-def revise(cfg: Config, iteration: int) -> dict:
-    """Pairs, self-critique with the current actor, splices → the iteration's training data (HF dataset)."""
-    from .data import save_data
+def revise(cfg: Config, iteration: int, variant: str | None = None) -> dict:
+    """Pairs, self-critique with the current actor, splices → the iteration's training data (HF dataset); ETO's
+    good/bad pairs beside it (preferences/)."""
+    from .data import save_data, save_preferences
     from .mcts import load_trees
-    from .revision import build_revision_samples
-    run = RunLayout(cfg.run_dir)
+    from .revision import build_revision_samples, preference_pairs
+    run = layout_of(cfg, variant)
     folder = run.data(iteration)
     if is_done(folder):
         return done_info(folder)
     require_done(run.trees(iteration), f"no finished trees for iteration {iteration}: run 01_collect first")
+    method, alpha = run.variant.method, cfg.alpha_at(iteration)
     with stage(cfg, folder) as info:
-        actor = load_actor_at(cfg, iteration - 1)
-        verifier_budget = cfg.model.max_context_tokens - cfg.revision.verifier_max_new_tokens
-        samples, stats = build_revision_samples(load_trees(run.trees(iteration), cfg.envs), actor, cfg.revision,
-                                                cfg.alpha_at(iteration), seed=cfg.seed + iteration,
-                                                fits=actor.fits(verifier_budget), progress=True)
+        samples, stats, pairs = [], {}, []
+        for envs, env in actor_groups(cfg, run, iteration - 1):
+            trees = load_trees(run.trees(iteration), envs)
+            actor = load_actor_at(cfg, run, iteration - 1, env) if method == "agent_r" else None  # the verifier
+            fits = actor.fits(cfg.model.max_context_tokens - cfg.revision.verifier_max_new_tokens) if actor else None
+            part, part_stats = build_revision_samples(trees, actor, cfg.revision, method, alpha,
+                                                      seed=cfg.seed + iteration, fits=fits, progress=True,
+                                                      layouts={e: cfg.tasks_for(e).env_kwargs.get("prompt", "compact")
+                                                               for e in envs})
+            samples += part
+            stats.update(part_stats)
+            if method == "eto":
+                pairs += preference_pairs(trees, cfg.revision, alpha, seed=cfg.seed + iteration)
         if samples:
             save_data(samples, run.dataset(iteration))
-        write_json(folder / "metrics.json", {"iteration": iteration, "alpha": cfg.alpha_at(iteration),
-                                             "variant": cfg.revision.variant, "envs": stats})
-        info.update(samples=len(samples))
+        if pairs:
+            save_preferences(pairs, run.preferences(iteration))
+        write_json(folder / "metrics.json", {"iteration": iteration, "alpha": alpha, "variant": run.variant.name,
+                                             "method": method, "envs": stats,
+                                             **({"preference_pairs": len(pairs)} if method == "eto" else {})})
+        info.update(samples=len(samples), **({"preference_pairs": len(pairs)} if method == "eto" else {}))
     return info
 
 
 # --- 03 train ---------------------------------------------------------------------------------------------------
-def train(cfg: Config, iteration: int) -> dict:
-    """Masked SFT of the actor of iteration-1 on this iteration's data (+ general data, η)."""
-    from .data import fitted, load_data, load_general_data, mix_general
-    run = RunLayout(cfg.run_dir)
+def train(cfg: Config, iteration: int, variant: str | None = None) -> dict:
+    """Masked SFT of the actor of iteration-1 on this iteration's data (+ general data, η); ETO then DPO on its
+    good/bad pairs. A "-single" variant trains one actor per env on that env's data."""
+    from .data import load_data, load_preferences
+    run = layout_of(cfg, variant)
     folder = run.train(iteration)
     if is_done(folder):
         return done_info(folder)
     require_done(run.data(iteration), f"no training data for iteration {iteration}: run 02_revise first")
     samples = list(load_data(run.dataset(iteration))) if run.dataset(iteration).exists() else []
+    pairs = list(load_preferences(run.preferences(iteration))) if run.preferences(iteration).exists() else []
     with stage(cfg, folder, agent_samples=len(samples)) as info:
-        actor = load_actor_at(cfg, iteration - 1, trainable=True)
-        samples = [w for s in samples for w in fitted(s, actor.fits(cfg.train.max_length))]
-        info.update(agent_windows=len(samples))
-        if cfg.train.general_data:
-            samples = mix_general(samples, load_general_data(cfg.train.general_data), cfg.train.eta, cfg.seed)
-        info.update(_train_actor(cfg, actor, samples, folder, iteration, cfg.epochs_at(iteration)))
+        for envs, env in actor_groups(cfg, run, iteration):  # the groups of the actors this stage makes
+            out = folder / env if env else folder
+            actor = load_actor_at(cfg, run, iteration - 1, env, trainable=True)
+            mine = [s for s in samples if s["env"] in envs]
+            result = _train_iteration(cfg, actor, mine, [p for p in pairs if p["env"] in envs], out, iteration,
+                                      run.variant.method)
+            info.update({f"{env}/{k}": v for k, v in result.items()} if env else result)
     return info
 
 
+def _train_iteration(cfg: Config, actor, samples: list[dict], pairs: list[dict], folder, iteration: int,
+                     method: str) -> dict:
+    """One actor's training of an iteration: SFT on its windows (+ general data); ETO: then DPO on its pairs,
+    continuing the same adapter (the SFT's lands in sft/, the final one in adapter/)."""
+    from .data import fitted, load_general_data, mix_general
+    windows = [w for s in samples for w in fitted(s, actor.fits(cfg.train.max_length))]
+    if cfg.train.general_data and windows:
+        windows = mix_general(windows, load_general_data(cfg.train.general_data), cfg.train.eta, cfg.seed)
+    epochs = cfg.epochs_at(iteration)
+    if method != "eto":
+        return {"agent_windows": len(windows), **_train_actor(cfg, actor, windows, folder, iteration, epochs)}
+    sft = _train_actor(cfg, actor, windows, folder / "sft", iteration, epochs)
+    return {"agent_windows": len(windows), **{f"sft_{k}": v for k, v in sft.items()},
+            **_train_preferences(cfg, actor, pairs, folder, iteration, epochs)}
+
+
+def _train_preferences(cfg: Config, actor, pairs: list[dict], folder, iteration: int, epochs: int) -> dict:
+    from .batching import derive_seed
+    from .preference import train_actor_dpo
+    if not pairs:
+        actor.save_adapter(folder / "adapter")
+        return {"pairs": 0, "dpo_note": "no good/bad pairs; the SFT adapter is the actor"}
+    seed = derive_seed(cfg.seed, "dpo", iteration) % 2**32
+    metrics = train_actor_dpo(actor, pairs, cfg.train, folder, epochs=epochs, seed=seed, beta=cfg.train.dpo_beta)
+    return {"pairs": len(pairs), **{f"dpo_{k}": v for k, v in metrics.items() if not isinstance(v, (list, dict))}}
+
+
 # --- 04 evaluate (and 00 baseline) ------------------------------------------------------------------------------
-def evaluate(cfg: Config, iteration: int) -> dict:
-    """Held-out episodes with the actor of `iteration` (0 = baseline), and error recovery on baseline failures."""
+def evaluate(cfg: Config, iteration: int, variant: str | None = None) -> dict:
+    """Held-out episodes with the actor of `iteration` (0 = the shared baseline), and error recovery on the
+    baseline's failures; a "-single" variant's envs each with their own actor."""
     from .evaluate import evaluate_actor
-    run = RunLayout(cfg.run_dir)
+    run = layout_of(cfg, variant)
     folder = run.eval(iteration)
     if is_done(folder):
         return read_json(folder / "metrics.json")
+    if iteration > 0 and cfg.evaluate.recovery:
+        require_done(run.eval(0), "error recovery continues the baseline's failures: run 00_baseline first")
+    tasks = task_ids(cfg, "test")
     with stage(cfg, folder) as info:
-        actor = load_actor_at(cfg, iteration)
-        metrics = {"iteration": iteration, **evaluate_actor(actor, task_ids(cfg, "test"), env_factory(cfg),
-                                                            cfg.evaluate, folder, run.eval(0), cfg.seed)}
+        parts = []
+        for envs, env in actor_groups(cfg, run, iteration):
+            actor = load_actor_at(cfg, run, iteration, env)
+            parts.append(evaluate_actor(actor, {e: tasks[e] for e in envs}, env_factory(cfg), cfg.evaluate, folder,
+                                        run.eval(0), cfg.seed))
+        metrics = {"iteration": iteration, "variant": run.variant.name if iteration else None, **merge_metrics(parts)}
         write_json(folder / "metrics.json", metrics)
         info.update(episodes=sum(m["n"] for m in metrics["envs"].values()))
     return metrics
+
+
+def merge_metrics(parts: list[dict]) -> dict:
+    """Evaluation metrics of disjoint env groups as one: envs side by side, the average over all of them."""
+    from .evaluate import average_score
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict = {}
+    for key in ("envs", "recovery"):
+        envs = {e: m for p in parts if key in p for e, m in (p[key] if key == "envs" else p[key]["envs"]).items()}
+        if envs:
+            part = {"envs": envs, "average": average_score(envs)}
+            merged.update(part if key == "envs" else {"recovery": part})
+    return merged
 
 
 # --- 05 report --------------------------------------------------------------------------------------------------

@@ -7,9 +7,31 @@ Messages are plain dicts `{"role", "content", "loss"}`; `loss` says whether trai
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 SYSTEM_PROMPT = "You are a helpful assistant."
+# How a reply is laid out: "compact" (the kit's default) or "react" (AgentGym's: each keyword alone on its line, its
+# text on the next). An env's instruction asks for one (env kwarg `prompt`); parse_action reads both.
+REPLY_LAYOUTS = {"compact": "Thought: {thought}\nAction: {action}", "react": "Thought:\n{thought}\nAction:\n{action}"}
+
+
+def format_reply(thought: str, action: str, layout: str = "compact") -> str:
+    return REPLY_LAYOUTS[layout].format(thought=thought, action=action)
+
+
+def react_instruction(compact: str, ask: str, react_ask: str) -> str:
+    """An env's compact instruction in the react layout: the sentence `ask` (which asks for the compact layout)
+    becomes `react_ask`, and every line starting "Thought: "/"Action: " (the template, the example) puts its text on
+    the next line; so both carry the same actions, rules and example."""
+    if ask not in compact:
+        raise ValueError(f"the instruction has no sentence {ask!r} to rewrite")
+    return re.sub(r"^(Thought|Action): ", r"\1:\n", compact.replace(ask, react_ask), flags=re.M)
+
+
+def check_layout(layout: str) -> None:
+    if layout not in REPLY_LAYOUTS:
+        raise ValueError(f"prompt must be one of {', '.join(map(repr, REPLY_LAYOUTS))}; got {layout!r}")
 ACK = "Ok."
 PREAMBLE_MESSAGES = 4  # system, instruction, "Ok.", first observation
 
@@ -107,7 +129,8 @@ def covering_windows(messages: list[dict], fits) -> list[list[dict]]:
 
 
 def parse_action(response: str) -> str:
-    """The action in a reply: the text after the last "Action:", first non-empty line, stripped.
+    """The action in a reply: the text after the last "Action:", first non-empty line, stripped. So both layouts
+    read the same: `Action: <action>` and AgentGym's `Action:\\n<action>` (the action on the next line).
 
     Lenient like the official code (text after the last "Action:"; "Action 1:" counts too); we keep only its first
     line so that a model that rambles on after its action still acts. A reply without "Action:" falls back to its

@@ -46,11 +46,11 @@ class CountingPolicy:
     def __init__(self, policy):
         self.policy, self.calls, self.sequences = policy, 0, 0
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None, stop="action"):
         self.calls += 1
         self.sequences += len(conversations) * num_samples
         return self.policy.generate(conversations, num_samples=num_samples, temperature=temperature,
-                                    max_new_tokens=max_new_tokens, seeds=seeds)
+                                    max_new_tokens=max_new_tokens, seeds=seeds, stop=stop)
 
 
 class OneCallPerCandidate:
@@ -59,9 +59,9 @@ class OneCallPerCandidate:
     def __init__(self, policy):
         self.policy = policy
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None, stop="action"):
         return [[self.policy.generate([conv], num_samples=1, temperature=temperature,
-                                      max_new_tokens=max_new_tokens)[0][0] for _ in range(num_samples)]
+                                      max_new_tokens=max_new_tokens, stop=stop)[0][0] for _ in range(num_samples)]
                 for conv in conversations]
 
 

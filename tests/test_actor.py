@@ -1,6 +1,8 @@
-"""The actor on the tiny random Llama (seconds), plus one slow test on the real offline SmolLM2."""
+"""The actor on the tiny random Llama (seconds), plus one slow test on the real offline SmolLM2: loading, decoding
+(prefix reuse, stop rules), LoRA, and choosing among fixed continuations (a forced verdict)."""
 import math
 import time
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -8,6 +10,7 @@ from pydantic import ValidationError
 
 from agentr_lib import models
 from agentr_lib.actor import load_actor
+from agentr_lib.batching import Request, run_jobs
 from agentr_lib.config import ConfigError, ModelCfg, from_dict
 from agentr_lib.decoding import ActionLineDone, cut_reply
 from agentr_lib.models import TINY_RANDOM, ModelUnavailable, build_tiny_random
@@ -225,3 +228,150 @@ def test_auto_quantization_is_nf4_only_on_cuda(monkeypatch):
     assert models.pick_quantization(tiny(quantization="auto"), gpu) == "nf4"
     assert models.pick_quantization(tiny(quantization="nf4"), cpu) == "nf4"  # asked for: always honoured
     assert models.pick_quantization(tiny(quantization="none"), gpu) == "none"
+
+
+# -- stop rules, through the real decoding loop ----------------------------------------------------------------
+
+@contextmanager
+def forced_reply(actor, conv, text):
+    """The actor's model made to write `text`, then end its turn, after `conv`'s prompt: at every decoding step
+    (one input token) the logits become a one-hot on the reply's next token, found from the step's position id."""
+    target = actor.tokenizer(text, add_special_tokens=False).input_ids + [actor.eos_token_ids[0]]
+    start = actor.count_tokens(conv)  # the step fed position p predicts reply token p + 1 - start
+
+    def hook(module, args, kwargs, output):
+        if kwargs.get("input_ids") is None or kwargs["input_ids"].shape[1] != 1:
+            return output  # a prefill: its logits are not read
+        step = (kwargs["position_ids"][:, -1] + 1 - start).clamp(max=len(target) - 1)
+        output.logits.fill_(-1e4)
+        output.logits[torch.arange(len(step)), -1, torch.tensor(target)[step.cpu()]] = 0.0
+        return output
+
+    handle = actor.model.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+VERIFIER_REPLY = "The log reads:\nAction: take x\nObservation: you take x\nIt went wrong.\nJudgment: Bad"
+
+
+def test_stop_none_keeps_a_reply_that_quotes_actions(nf4_actor):
+    conv = chat("judge this")
+    with forced_reply(nf4_actor, conv, VERIFIER_REPLY):
+        whole = nf4_actor.generate([conv], temperature=0, max_new_tokens=64, stop="none")
+        agent = nf4_actor.generate([conv], temperature=0, max_new_tokens=64)  # stop="action": the agent's rule
+        sampled = nf4_actor.generate([conv], num_samples=2, temperature=1.0, max_new_tokens=64, seeds=[3],
+                                     stop="none")  # the forked-cache path
+        [via_jobs] = run_jobs([one_request(Request(conv, temperature=0, max_new_tokens=64, stop="none"))], nf4_actor)
+    assert whole == [[VERIFIER_REPLY]] and sampled == [[VERIFIER_REPLY] * 2] and via_jobs == [VERIFIER_REPLY]
+    assert agent == [["The log reads:\nAction: take x"]]
+
+
+def test_the_two_line_layout_ends_after_its_action(nf4_actor):
+    conv = chat("act")
+    with forced_reply(nf4_actor, conv, "Thought:\nI go.\nAction:\ncraft 1 stick\nObservation: fake\nAction: more"):
+        [[reply]] = nf4_actor.generate([conv], temperature=0, max_new_tokens=64)
+    assert reply == "Thought:\nI go.\nAction:\ncraft 1 stick"
+
+
+def test_an_unknown_stop_rule_is_refused(nf4_actor):
+    with pytest.raises(ValueError, match="stop rule"):
+        nf4_actor.generate([chat("a")], max_new_tokens=4, stop="judgment")
+
+
+def one_request(request):
+    replies = yield request
+    return replies
+
+
+# -- choosing a verdict ------------------------------------------------------------------------------------------
+
+VERDICTS = ("Good", "Bad", "Uncertain")
+
+
+@pytest.fixture(scope="module")
+def fp32_actor(one_thread):
+    return load_actor(tiny(quantization="none", compute_dtype="fp32"))
+
+
+def plain_choice_score(actor, conv, prefix, choice):
+    """The reference: one unpadded forward per choice, scoring the tokens that prompt + prefix does not hold."""
+    prompt = actor.prompt_text(conv)
+    base = actor.tokenizer(prompt + prefix, add_special_tokens=False).input_ids
+    full = actor.tokenizer(prompt + prefix + " " + choice, add_special_tokens=False).input_ids
+    shared = next((i for i, (a, b) in enumerate(zip(base, full)) if a != b), min(len(base), len(full)))
+    with torch.no_grad():
+        logp = torch.log_softmax(actor.model(input_ids=torch.tensor([full])).logits[0].float(), dim=-1)
+    return sum(logp[t - 1, full[t]].item() for t in range(shared, len(full)))
+
+
+@pytest.mark.parametrize("prefix", ["The step looks wrong.\nJudgment:", "hmm", "ends in a space "])
+def test_choose_is_the_argmax_of_plain_scores(fp32_actor, prefix):
+    conv = chat("judge this", steps=1)
+    want = [plain_choice_score(fp32_actor, conv, prefix, c) for c in VERDICTS]
+    assert fp32_actor.choice_scores(conv, prefix, VERDICTS) == pytest.approx(want, abs=1e-4)
+    [chosen] = fp32_actor.choose([conv], [prefix], VERDICTS)
+    assert chosen in VERDICTS and chosen == VERDICTS[want.index(max(want))]
+
+
+def test_choose_batches_conversations_and_restores_training_mode(fp32_actor):
+    convs, prefixes = [chat("a"), chat("b", steps=2)], ["x\nJudgment:", "y\nJudgment:"]
+    fp32_actor.model.train()
+    try:
+        chosen = fp32_actor.choose(convs, prefixes, VERDICTS)
+        assert fp32_actor.model.training
+    finally:
+        fp32_actor.model.eval()
+    assert chosen == [fp32_actor.choose([c], [p], VERDICTS)[0] for c, p in zip(convs, prefixes)]
+    assert chosen == fp32_actor.choose(convs, prefixes, VERDICTS)  # deterministic
+
+
+def test_choose_ties_go_to_the_first_choice(fp32_actor, monkeypatch):
+    monkeypatch.setattr(fp32_actor, "choice_scores", lambda *args: [-2.0, -1.0, -1.0])
+    assert fp32_actor.choose([chat("a")], ["p"], VERDICTS) == ["Bad"]
+
+
+def test_a_choices_request_gets_the_chosen_verdict_through_run_jobs(fp32_actor):
+    conv, prefix = chat("judge this"), "I am not sure.\nJudgment:"
+    [got] = run_jobs([one_request(Request(conv, choices=VERDICTS, reply_prefix=prefix))], fp32_actor)
+    assert got == fp32_actor.choose([conv], [prefix], VERDICTS) and got[0] in VERDICTS
+
+
+# -- the verifier, through the real actor ------------------------------------------------------------------------
+
+def critique_through(actor, reply: str, force_verdict: bool):
+    """Critique pair (good 3, bad 2) of test_revision's hand tree, whose one judged step is "x", answered by the real
+    actor made to write `reply`."""
+    import random
+
+    from test_revision import hand_tree, path
+
+    from agentr_lib.batching import run_jobs
+    from agentr_lib.revision import _verifier_conversation, critique_job
+    tree = hand_tree()
+    good, bad = path(tree, 3), path(tree, 2)
+    conv = _verifier_conversation(tree, bad, 0, None)
+    job = critique_job(tree, good, bad, 1.0, random.Random(0), max_new_tokens=64, seed=1, force_verdict=force_verdict)
+    with forced_reply(actor, conv, reply):
+        [critique] = run_jobs([job], actor)
+    return critique, conv
+
+
+def test_the_verifier_reads_a_reply_that_quotes_the_log_whole(nf4_actor):
+    critique, _ = critique_through(nf4_actor, VERIFIER_REPLY, force_verdict=False)
+    assert critique.replies == [VERIFIER_REPLY], "not cut at the quoted Action line"
+    assert (critique.verdicts, critique.sources, critique.t_prime) == (["bad"], ["parsed"], 1)
+    good, _ = critique_through(nf4_actor, VERIFIER_REPLY.replace("Bad", "Good"), force_verdict=False)
+    assert good.verdicts == ["good"] and good.t_prime == 1  # the whole bad path: nothing flagged
+
+
+def test_a_reply_without_a_verdict_gets_the_actors_most_likely_one(nf4_actor):
+    reply = "Action: take x\nObservation: you take x\nHard to say"
+    critique, conv = critique_through(nf4_actor, reply, force_verdict=True)
+    scores = nf4_actor.choice_scores(conv, reply + "\nJudgment:", VERDICTS)
+    assert critique.replies == [reply] and critique.sources == ["chosen"]
+    assert critique.verdicts == [VERDICTS[scores.index(max(scores))].lower()]
+    unforced, _ = critique_through(nf4_actor, reply, force_verdict=False)
+    assert unforced.verdicts == ["unparsable"] and unforced.sources == ["parsed"]

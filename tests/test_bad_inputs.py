@@ -38,7 +38,7 @@ def refusal(tmp_path, extra: dict, base: dict | None = None) -> str:
 
 # --- params -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("extra, expected", [
-    ({"envs": []}, "bad value for 'envs': [] (at least one of textcraft, sciworld, webshop)"),
+    ({"envs": []}, "bad value for 'envs': [] (at least one of textcraft, sciworld, webshop, toy)"),
     ({"envs": ["webshop", "webshop"]}, "bad value for 'envs': ['webshop', 'webshop'] (each env at most once)"),
     ({"tasks": {"textcraft": {"test": 100000}}},
      "bad value for 'tasks.textcraft.test': 100000 (at most 31: textcraft's test split has 31 tasks with env_kwargs "
@@ -203,7 +203,7 @@ class ChoiceEnv(TextEnv):
 class HashPolicy:
     """Replies that depend only on the conversation, like a seeded sampler."""
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None, stop="action"):
         out = []
         for conv in conversations:
             digits = hashlib.sha256(json.dumps(conv).encode()).digest()

@@ -10,7 +10,7 @@ from agentr_lib.config import ConfigError, from_dict, load_config
     ({"model": {"quantization": "int8"}},
      "bad value for 'model.quantization': 'int8'; allowed: 'nf4', 'none' or 'auto'"),
     ({"envs": ["alfworld"]}, "bad value for 'envs.0': 'alfworld'; allowed:"),
-    ({"envs": []}, "bad value for 'envs': [] (at least one of textcraft, sciworld, webshop)"),
+    ({"envs": []}, "bad value for 'envs': [] (at least one of textcraft, sciworld, webshop, toy)"),
     ({"envs": ["webshop", "webshop"]}, "bad value for 'envs': ['webshop', 'webshop'] (each env at most once)"),
     ({"revision": {"alpha": [1.5]}}, "(each alpha must lie in [0, 1]"),  # no "Value error, " prefix
     ({"revision": {"alpha": [1.5]}}, "bad value for 'revision.alpha'"),

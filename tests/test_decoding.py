@@ -1,5 +1,5 @@
 """The decoding loop: exact sampling, finished rows dropped without changing anyone's tokens (merged LoRA:
-test_actor.py's adapter round trip)."""
+test_actor.py's adapter round trip); where a reply ends (stop rules, both Action layouts)."""
 import math
 
 import pytest
@@ -7,10 +7,10 @@ import torch
 
 from agentr_lib.actor import load_actor
 from agentr_lib.config import ModelCfg
-from agentr_lib.decoding import decode, sample_tokens
+from agentr_lib.decoding import ActionLineDone, cut_reply, decode, has_complete_action_line, sample_tokens, stop_rule
 from agentr_lib.kv_cache import cache_kwarg
 from agentr_lib.models import TINY_RANDOM
-from agentr_lib.trajectory import Step, conversation
+from agentr_lib.trajectory import Step, conversation, parse_action
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,3 +85,55 @@ def test_end_of_turn_ends_a_row_and_is_not_kept(fp32_actor):
     got = decode(fp32_actor.model, ids, mask, cache, 12, 0, [end], lambda t: False, cache_kwarg(fp32_actor.model))
     assert got[0] == full[0][:full[0].index(end)]
     assert got[1] == (full[1][:full[1].index(end)] if end in full[1] else full[1])
+
+
+# -- where an agent reply ends: both Action layouts ------------------------------------------------------------
+
+ONE_LINE = "Thought: go.\nAction: craft 1 stick"
+TWO_LINE = "Thought:\ngo.\nAction:\ncraft 1 stick"  # AgentGym's prompts: the action on the line after "Action:"
+
+
+@pytest.mark.parametrize("reply", [ONE_LINE, TWO_LINE])
+def test_both_layouts_are_cut_after_their_action(reply):
+    assert cut_reply(reply + "\nObservation: fake\nAction: more") == reply
+    assert cut_reply(reply) == reply  # a finished reply: its last line counts as whole
+    assert parse_action(reply) == parse_action(reply + "\n") == "craft 1 stick"
+
+
+def test_a_bare_action_line_is_not_an_action_yet():
+    assert not has_complete_action_line("Thought:\ngo.\nAction:\n")
+    assert not has_complete_action_line("Thought:\ngo.\nAction:\ncraft 1 st")  # the action's line is not whole
+    assert not has_complete_action_line("Thought:\ngo.\nAction:\n\n")  # blank lines are skipped, as parse_action does
+    assert has_complete_action_line("Thought:\ngo.\nAction:\n\ncraft 1 stick\n")
+    assert has_complete_action_line(TWO_LINE + "\n") and has_complete_action_line(ONE_LINE + "\n")
+    assert not has_complete_action_line(ONE_LINE)  # no newline yet: the action may still grow
+    assert cut_reply("Thought:\ngo.\nAction:\n\ncraft 1 stick\nmore") == "Thought:\ngo.\nAction:\n\ncraft 1 stick"
+    assert cut_reply("Thought: go.\nAction:") == "Thought: go.\nAction:"  # no action follows: kept whole
+    assert parse_action("Thought: go.\nAction:") == ""
+
+
+def test_the_word_action_mid_line_is_no_action_line():
+    assert not has_complete_action_line("Thought: the Action: word.\nmore\n")
+    assert cut_reply("Thought: the Action: word.\nmore") == "Thought: the Action: word.\nmore"
+
+
+@pytest.mark.parametrize("layout", [ONE_LINE, TWO_LINE])
+def test_action_line_done_on_a_token_stream(fp32_actor, layout):
+    """Fed one token at a time, the tiny model's tokenizer: done exactly at the token that ends the action's line."""
+    tok = fp32_actor.tokenizer
+    done = ActionLineDone(tok)
+    ids = tok(layout + "\nObservation: fake\n", add_special_tokens=False).input_ids
+    first = next(n for n in range(1, len(ids) + 1) if done(ids[:n]))
+    assert tok.decode(ids[:first]) == layout + "\n"
+    assert not done(tok("Thought:\ngo.\nAction:\n", add_special_tokens=False).input_ids)
+
+
+def test_stop_rules(fp32_actor):
+    is_done, cut = stop_rule("none", fp32_actor.tokenizer)
+    text = " Action: x\nObservation: y\nJudgment: Bad \n"
+    assert not is_done(fp32_actor.tokenizer(text, add_special_tokens=False).input_ids)
+    assert cut(text) == text.strip()
+    is_done, cut = stop_rule("action", fp32_actor.tokenizer)
+    assert is_done(fp32_actor.tokenizer(text, add_special_tokens=False).input_ids) and cut(text) == "Action: x"
+    with pytest.raises(ValueError, match="stop rule"):
+        stop_rule("judgment", fp32_actor.tokenizer)

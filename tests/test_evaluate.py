@@ -1,6 +1,20 @@
+import pytest
+
 from agentr_lib.batching import EnvPool, run_jobs
+from agentr_lib.config import ConfigError, EvaluateCfg
 from agentr_lib.envs.base import StepResult, TextEnv
-from agentr_lib.evaluate import bootstrap_ci, env_metrics, episode_job, find_loops, loop_stats, recovery_prefix
+from agentr_lib.evaluate import (
+    NO_FAILURE_NOTE,
+    bootstrap_ci,
+    env_metrics,
+    episode_job,
+    evaluate_actor,
+    find_loops,
+    loop_stats,
+    recovery_plans,
+    recovery_prefix,
+)
+from agentr_lib.files import write_json
 from agentr_lib.trajectory import Episode, Step
 
 
@@ -30,7 +44,7 @@ class ScriptedPolicy:
     def __init__(self):
         self.calls = []
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None, stop="action"):
         self.calls.append(len(conversations))
         replies = {"0": "Thought: go\nAction: up", "1": "Action: boom", "2": "Thought: hm\nAction: look"}
         return [[replies[conv[3]["content"].split(":")[0][-1]]] * num_samples for conv in conversations]
@@ -61,6 +75,63 @@ def test_recovery_continues_from_the_cut():
     with EnvPool(CounterEnv) as pool:
         (ep,) = run_jobs([pool.borrowing(episode_job, 0, 5, prefix=prefix)], ScriptedPolicy())
     assert ep.actions[:len(prefix)] == ["look"] * len(prefix) and ep.success
+
+
+def test_a_one_step_failure_is_continued_from_the_start():
+    # kept whole, the prefix would end on the failure's done step: the continuation would be a sure 0
+    failed = Episode("counter", 0, "task 0", [Step("Action: boom", "boom", "exploded", -1.0, True)], 0.0, False)
+    assert recovery_prefix(failed, seed=0) == []
+    policy = ScriptedPolicy()
+    with EnvPool(CounterEnv) as pool:
+        (ep,) = run_jobs([pool.borrowing(episode_job, 0, 5, prefix=[])], policy)
+    assert ep.first_observation == "task 0: count is 0" and ep.actions == ["up"] * 3 and ep.success
+    assert policy.calls == [1, 1, 1]  # the actor played every step, from the first observation
+
+
+def test_a_cut_never_ends_on_a_finished_step():
+    for n in range(2, 8):
+        steps = [Step("Action: look", "look", "x")] * (n - 1) + [Step("Action: boom", "boom", "exploded", -1.0, True)]
+        for seed in range(20):
+            prefix = recovery_prefix(Episode("counter", seed, "", steps, 0.0, False), seed)
+            assert 1 <= len(prefix) <= n - 1 and not any(s.done for s in prefix)
+
+
+def baseline(folder, env="counter", scores=(0.0,)):
+    """A baseline's episode files: one per score, one step each."""
+    for task, score in enumerate(scores):
+        ep = Episode(env, task, f"task {task}", [Step("Action: up", "up", "x", score, True)], score, score >= 1)
+        write_json(folder / env / f"{task}.json", ep.to_dict())
+
+
+def test_recovery_without_a_baseline_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="00_baseline") as err:
+        recovery_plans(tmp_path / "eval_0", ["counter"], tmp_path / "out", 5, seed=0)
+    assert str(tmp_path / "eval_0") in str(err.value) and "\n" not in str(err.value)
+    baseline(tmp_path / "eval_0", "counter")
+    with pytest.raises(ConfigError, match="no other episode.*00_baseline must run with other") as err:
+        recovery_plans(tmp_path / "eval_0", ["counter", "other"], tmp_path / "out", 5, seed=0)
+    assert str(tmp_path / "eval_0" / "other") in str(err.value)
+    (tmp_path / "eval_0" / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no empty episode"):
+        recovery_plans(tmp_path / "eval_0", ["empty"], tmp_path / "out", 5, seed=0)
+    (plan,) = recovery_plans(tmp_path / "eval_0", ["counter"], tmp_path / "out", 5, seed=0)
+    assert plan.prefix == ()  # its one-step failure: played from the start
+
+
+def test_a_baseline_that_failed_nothing_gives_n_0_with_a_note(tmp_path):
+    settings = EvaluateCfg(max_rounds=5, recovery_max_rounds=5, episodes_in_flight=2)
+    base = tmp_path / "eval_0"
+    # the baseline itself: task 0 counts to three, task 1 explodes (one step: continued from the start)
+    m = evaluate_actor(ScriptedPolicy(), {"counter": [0, 1]}, lambda name: CounterEnv(), settings, base, base, 0)
+    assert m["recovery"]["envs"]["counter"]["n"] == 1 and "note" not in m["recovery"]["envs"]["counter"]
+    m = evaluate_actor(ScriptedPolicy(), {"counter": [0]}, lambda name: CounterEnv(), settings, tmp_path / "only0",
+                       tmp_path / "only0", 0)
+    assert m["recovery"]["envs"]["counter"]["n"] == 0
+    assert m["recovery"]["envs"]["counter"]["note"] == NO_FAILURE_NOTE
+    # a later actor against a baseline that failed nothing: the same note, and no episode played for it
+    m = evaluate_actor(ScriptedPolicy(), {"counter": [0]}, lambda name: CounterEnv(), settings, tmp_path / "eval_1",
+                       tmp_path / "only0", 0)
+    assert m["recovery"]["envs"]["counter"] == {**m["recovery"]["envs"]["counter"], "n": 0, "note": NO_FAILURE_NOTE}
 
 
 def test_find_loops_reads_back_to_back_primitive_blocks():

@@ -49,24 +49,62 @@ def test_plan_and_paths():
     cfg = from_dict({"results_dir": "/r", "run_name": "x", "iterations": 2, "warmstart": {"enabled": True}})
     steps = plan(cfg)
     assert [s.label for s in steps] == [
-        "00_warmstart", "00_baseline (iteration 0)", "01_collect (iteration 1)", "02_revise (iteration 1)",
-        "03_train (iteration 1)", "04_evaluate (iteration 1)", "01_collect (iteration 2)", "02_revise (iteration 2)",
-        "03_train (iteration 2)", "04_evaluate (iteration 2)", "05_report"]
-    run = RunLayout("/r/x")
-    assert steps[3].folder == run.data(1) == Path("/r/x/iter_1/data") and steps[3].record_dir == Path("/r/x/iter_1")
+        "00_warmstart", "00_baseline (iteration 0)", "01_collect (iteration 1)",
+        "02_revise (iteration 1, agent_r)", "03_train (iteration 1, agent_r)", "04_evaluate (iteration 1, agent_r)",
+        "01_collect (iteration 2, agent_r)", "02_revise (iteration 2, agent_r)", "03_train (iteration 2, agent_r)",
+        "04_evaluate (iteration 2, agent_r)", "05_report"]
+    run = RunLayout("/r/x", "agent_r")
+    assert steps[3].folder == run.data(1) == Path("/r/x/agent_r/iter_1/data")
+    assert steps[3].record_dir == Path("/r/x/agent_r/iter_1")
+    assert steps[2].folder == run.trees(1) == Path("/r/x/iter_1/trees") and steps[2].record_dir == Path("/r/x/iter_1")
     assert steps[-1].folder is None and steps[-1].record_dir == run.report
-    assert run.adapter(0) == Path("/r/x/warmstart/adapter") and run.adapter(2) == Path("/r/x/iter_2/train/adapter")
+    assert run.adapter(0) == Path("/r/x/warmstart/adapter")
+    assert run.adapter(2) == Path("/r/x/agent_r/iter_2/train/adapter")
+
+
+def test_a_study_shares_its_start_and_runs_its_variants_iteration_by_iteration():
+    cfg = from_dict({"results_dir": "/r", "run_name": "x", "iterations": 2,
+                     "study": {"variants": ["agent_r", "eto", "agent_r-single"]}})
+    steps = plan(cfg)
+    assert [s.folder for s in steps].count(Path("/r/x/iter_1/trees")) == 1, "iteration 1's trees: made once"
+    assert [s.folder for s in steps].count(Path("/r/x/iter_0/eval")) == 1, "the baseline: evaluated once"
+    assert [(s.notebook, s.variant) for s in steps if s.iteration == 2] == [
+        (nb, v) for v in ("agent_r", "eto", "agent_r-single")
+        for nb in ("01_collect", "02_revise", "03_train", "04_evaluate")]
+    assert steps.index(next(s for s in steps if s.iteration == 1 and s.variant == "agent_r-single")) < \
+        steps.index(next(s for s in steps if s.iteration == 2)), "iteration 1 of every variant comes first"
+    single = RunLayout("/r/x", "agent_r-single")
+    assert single.trees(2) == Path("/r/x/agent_r-single/iter_2/trees") and single.trees(1) == RunLayout("/r/x").trees(1)
+    assert single.adapter(1, "webshop") == Path("/r/x/agent_r-single/iter_1/train/webshop/adapter")
+    assert single.adapter(0, "webshop") == single.adapter(0) == Path("/r/x/warmstart/adapter")
+    assert single.eval(0) == RunLayout("/r/x", "eto").eval(0) == Path("/r/x/iter_0/eval")
+
+
+@pytest.mark.parametrize("variants, message", [([], "at least one variant"), (["agent_r", "agent_r"], "at most once"),
+                                               (["agent-r"], "'agent-r' is not a variant"),
+                                               (["eto-multi"], "is not a variant")])
+def test_bad_variants_are_named(variants, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict({"study": {"variants": variants}})
+
+
+def test_study_variants_do_not_pin_shared_stages(tmp_path):
+    folder = RunLayout(config(tmp_path).run_dir).eval(0)
+    with stage(config(tmp_path), folder):
+        pass
+    check_params(folder, config(tmp_path, study={"variants": ["agent_r", "direct_revision"]}))  # a variant added later
 
 
 def test_metrics_are_read_per_iteration(tmp_path):
-    run = RunLayout(tmp_path)
+    run = RunLayout(tmp_path, "agent_r")
     write_json(run.eval(0) / "metrics.json", {"iteration": 0})
     write_json(run.eval(2) / "metrics.json", {"iteration": 2})
     write_json(run.data(2) / "metrics.json", {"alpha": 0.5})
-    (run.iteration_dir(1) / "trees").mkdir(parents=True)  # an iteration without metrics yet
+    (run.iteration_dir(1) / "data").mkdir(parents=True)  # an iteration without metrics yet
     assert run.iterations() == [0, 1, 2]
     assert run.metrics("eval") == {0: {"iteration": 0}, 2: {"iteration": 2}}
     assert run.metrics("data") == {2: {"alpha": 0.5}}
+    assert RunLayout(tmp_path, "eto").metrics("eval") == {0: {"iteration": 0}}, "the baseline is every variant's"
 
 
 def imports_of(path: Path) -> set[str]:

@@ -59,7 +59,7 @@ class TablePolicy:
     def __init__(self, table, default=("c",)):
         self.table, self.default, self.calls, self.requests = table, default, 0, []
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None, stop="action"):
         self.calls += 1
         out = []
         for conv in conversations:
@@ -202,7 +202,7 @@ class HashPolicy:
     def __init__(self, fail_after=None):
         self.calls, self.fail_after = 0, fail_after
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None, stop="action"):
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise RuntimeError("killed")

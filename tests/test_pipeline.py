@@ -13,15 +13,19 @@ from agentr_lib.pipeline import main, parse_overrides
 MICRO = {
     "run_name": "micro",
     "iterations": 2,
-    "envs": ["textcraft"],
+    # toy: a random model's replies succeed or fail by their text, so trees hold good/bad pairs (TextCraft's do not)
+    "envs": ["toy", "textcraft"],
+    "study": {"variants": ["agent_r", "eto", "agent_r-single"]},
     "model": {"name": "tiny-random", "quantization": "nf4", "max_context_tokens": 768, "max_new_tokens": 12},
-    "tasks": {"textcraft": {"train": 2, "test": 3, "env_kwargs": {"max_goal_depth": 1}, "demos": 3}},
+    "tasks": {"toy": {"train": 3, "test": 3, "demos": 2},
+              "textcraft": {"train": 1, "test": 2, "env_kwargs": {"max_goal_depth": 1}, "demos": 3}},
     "warmstart": {"enabled": True, "demos_per_env": 2, "epochs": 1},  # textcraft's own `demos` wins
     "mcts": {"simulations": 2, "candidates": 2, "max_depth": 3},
-    "revision": {"alpha": [0.0]},  # a random model never succeeds: α = 0 still exercises pairing and the splice
+    "revision": {"alpha": [0.5], "force_verdict": True},
     "train": {"epochs": [1], "batch_size": 2, "max_length": 768},
     "evaluate": {"max_rounds": 3, "recovery_max_rounds": 2},
 }
+BASELINE_ONLY = {**MICRO, "iterations": 0, "warmstart": {"enabled": False}, "envs": ["textcraft"]}
 
 
 def write_params(tmp_path, params) -> Path:
@@ -41,39 +45,71 @@ def test_whole_study_runs_resumes_and_reports(tmp_path, kernel, capfd):
     assert "  evaluate: 100%|" in console.err and "  MCTS: 100%|" in console.err, "run_jobs' bars too"
     assert "without encryption" not in console.err and "KeyboardInterrupt" not in console.err
     run = tmp_path / "results" / "micro"
-    for nb in ["warmstart/00_warmstart", "iter_0/00_baseline", "iter_1/01_collect", "iter_1/02_revise",
-               "iter_1/03_train", "iter_2/04_evaluate", "report/05_report"]:
+    for nb in ["warmstart/00_warmstart", "iter_0/00_baseline", "iter_1/01_collect", "agent_r/iter_1/02_revise",
+               "eto/iter_1/03_train", "agent_r-single/iter_2/01_collect", "agent_r/iter_2/04_evaluate",
+               "report/05_report"]:
         assert (run / f"{nb}.ipynb").exists(), nb
-    assert json.loads((run / "warmstart" / "DONE.json").read_text())["demos"] == 3
-    assert len(list((run / "iter_1" / "trees" / "textcraft").glob("*.json"))) == 2
-    for k in (0, 1, 2):
-        metrics = json.loads((run / f"iter_{k}" / "eval" / "metrics.json").read_text())
-        m = metrics["envs"]["textcraft"]
-        assert m["n"] == 3 and 0 <= m["score"] <= 100 and m["ci"][0] <= m["score"] <= m["ci"][1]
-        assert 0 <= m["loop_rate"] <= 1 and 1 <= m["turns"] <= 3
-    assert (run / "iter_2" / "train" / "adapter").exists()
-    for png in ["scores", "loops", "revision_length", "trajectories"]:
-        assert (run / "report" / f"{png}.png").stat().st_size > 1000
-    assert "paper" in (run / "report" / "report.md").read_text()
+    assert json.loads((run / "warmstart" / "DONE.json").read_text())["demos"] == 3 + 2
+    assert len(list((run / "iter_1" / "trees" / "toy").glob("*.json"))) == 3
+    assert not (run / "agent_r" / "iter_1" / "trees").exists(), "iteration 1's trees are shared"
+
+    def done(folder):
+        return json.loads((run / folder / "DONE.json").read_text())
+
+    for k in (1, 2):  # every variant's iterations pair, critique (agent_r), splice and train on real samples
+        data = {v: json.loads((run / v / f"iter_{k}" / "data" / "metrics.json").read_text())["envs"]["toy"]
+                for v in MICRO["study"]["variants"]}
+        assert all(d["pairs"] > 0 for d in data.values()), data
+        assert data["agent_r"]["revision"] > 0 and sum(data["agent_r"]["verdict_sources"].values()) > 0
+        assert data["eto"]["revision"] == 0 and data["eto"]["good"] > 0
+        assert done(f"agent_r/iter_{k}/train")["samples"] > 0
+        assert done(f"eto/iter_{k}/train")["sft_samples"] > 0 and done(f"eto/iter_{k}/train")["pairs"] > 0
+        assert done(f"agent_r-single/iter_{k}/train")["toy/samples"] > 0
+        assert (run / "eto" / f"iter_{k}" / "data" / "preferences").is_dir()
+        for env in ("toy", "textcraft"):
+            assert (run / "agent_r-single" / f"iter_{k}" / "train" / env / "adapter").is_dir()
+    for k, v in [(0, None), (1, "agent_r"), (2, "eto"), (2, "agent_r-single")]:
+        metrics = json.loads((run / (v or "") / f"iter_{k}" / "eval" / "metrics.json").read_text())
+        for env, n in (("toy", 3), ("textcraft", 2)):
+            m = metrics["envs"][env]
+            assert m["n"] == n and 0 <= m["score"] <= 100 and m["ci"][0] <= m["score"] <= m["ci"][1]
+            assert 0 <= m["loop_rate"] <= 1 and 1 <= m["turns"] <= 3
+    assert (run / "eto" / "iter_2" / "train" / "sft" / "adapter").is_dir()
+    assert (run / "eto" / "iter_2" / "train" / "adapter").is_dir()
+    report = (run / "report" / "report.md").read_text()
+    assert "paper" in report and all(v in report for v in MICRO["study"]["variants"])
+    assert (run / "report" / "report.html").stat().st_size > 10_000
 
     start = time.time()  # a finished study is skipped stage by stage without starting kernels (but the report)
     assert main([str(params)]) == 0
     assert time.time() - start < 60
 
 
+def test_dry_run_lists_the_plan_and_variant_selects(tmp_path, capsys):
+    params = write_params(tmp_path, MICRO)
+    assert main([str(params), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 1 + 1 + 3 * 3 + 3 * 4 + 1 and all(line.startswith("[to run]") for line in lines)
+    assert main([str(params), "--dry-run", "--variant", "eto"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 + 3 + 4 + 1 and not any("agent_r" in line for line in lines)
+    assert main([str(params), "--variant", "ppo"]) == 2
+    assert "not a variant of this study" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.mark.slow
 def test_changed_params_refuse_to_mix_outputs(tmp_path, kernel, capsys):
-    params = write_params(tmp_path, {**MICRO, "iterations": 0, "warmstart": {"enabled": False}})
+    params = write_params(tmp_path, BASELINE_ONLY)
     assert main([str(params), "--only", "00_baseline"]) == 0
-    write_params(tmp_path, {**MICRO, "iterations": 0, "warmstart": {"enabled": False},
-                            "evaluate": {"max_rounds": 2}})
+    write_params(tmp_path, {**BASELINE_ONLY, "evaluate": {"max_rounds": 2}})
     assert main([str(params), "--only", "00_baseline"]) == 2
     assert "other params" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_overrides_reach_the_notebook_and_are_pinned(tmp_path, kernel, capsys):
-    params = write_params(tmp_path, {**MICRO, "iterations": 0, "warmstart": {"enabled": False}})
+    params = write_params(tmp_path, BASELINE_ONLY)
     assert main([str(params), "--only", "00_baseline", "--set", "evaluate.max_rounds=2"]) == 0
     eval0 = tmp_path / "results" / "micro" / "iter_0" / "eval"
     assert yaml.safe_load((eval0 / "config.yaml").read_text())["evaluate"]["max_rounds"] == 2

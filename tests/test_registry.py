@@ -1,6 +1,7 @@
 import pytest
 
 from agentr_lib.envs import ENV_NAMES, EnvUnavailable, TextEnv, load_split_ids, make_env, registry, select_tasks
+from agentr_lib.envs.registry import PAPER_ENV_NAMES
 
 
 class ListEnv(TextEnv):
@@ -49,6 +50,11 @@ def test_missing_dependency_becomes_env_unavailable(monkeypatch, tmp_path):
         make_env("sciworld")
     assert "\n" not in str(err.value)
 
+    # an env without dependencies to name (toy): the line says what failed to import, and no "needs"
+    monkeypatch.setitem(registry._ENV_CLASSES, "toy", ("fake_sciworld_env", "ToyEnv"))
+    with pytest.raises(EnvUnavailable, match="toy is unavailable: cannot import scienceworld_that_is_not_installed$"):
+        make_env("toy")
+
 
 def test_select_tasks_is_deterministic_sorted_and_nested():
     env = ListEnv(range(100, 0, -1))
@@ -65,7 +71,7 @@ def test_select_tasks_is_deterministic_sorted_and_nested():
 
 def test_split_file_sizes_and_disjointness():
     sizes = {"webshop": (200, 3930), "sciworld": (200, None), "textcraft": (100, 374)}
-    for name in ENV_NAMES:
+    for name in PAPER_ENV_NAMES:
         splits = load_split_ids(name)
         n_test, n_train = sizes[name]
         assert len(splits["test"]) == len(set(splits["test"])) == n_test
@@ -75,3 +81,6 @@ def test_split_file_sizes_and_disjointness():
             assert len(splits["train"]) == n_train
             assert not set(splits["test"]) & set(splits["train"])
     assert load_split_ids("textcraft")["test"][:3] == [0, 1, 2]
+    assert set(ENV_NAMES) - set(PAPER_ENV_NAMES) == {"toy"}
+    with pytest.raises(ValueError, match="split file has no env 'toy'"):  # the toy env lists its own ids (test_toy)
+        load_split_ids("toy")

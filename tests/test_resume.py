@@ -73,9 +73,9 @@ def unbroken(tmp_path_factory, kernel) -> dict:
     assert main([str(params)]) == 0
     made = artefacts(params.parent.parent / "results" / "repro")
     assert len([k for k in made if k.startswith("iter_1/trees/") and k.count("/") == 3]) == 5
-    adapters = {f"{stage}/adapter/adapter_model.safetensors" for stage in ("warmstart", "iter_1/train")}
+    adapters = {f"{stage}/adapter/adapter_model.safetensors" for stage in ("warmstart", "agent_r/iter_1/train")}
     assert adapters <= set(made)
-    assert len([k for k in made if k.startswith(("iter_0/eval/", "iter_1/eval/")) and k.count("/") == 3
+    assert len([k for k in made if k.startswith(("iter_0/eval/", "agent_r/iter_1/eval/")) and k.count("/") == 3
                 and not k.endswith(("metrics.json", "params.json"))]) == 2 * 5  # test episodes of both actors
     return made
 
@@ -96,8 +96,8 @@ def kill_points(rng: random.Random) -> dict:
     return {
         "00_warmstart": files("warmstart/checkpoints/checkpoint-*/trainer_state.json", 1),  # mid-epoch, checkpointed
         "01_collect": files("iter_1/trees/*/*.json", rng.randint(1, 4)),  # of 5 trees
-        "02_revise": files("iter_1/data/params.json", 1),  # claimed, the verifier loaded
-        "04_evaluate": files("iter_1/eval/*/*.json", rng.randint(1, 4)),  # of 5 test episodes (+ recovery)
+        "02_revise": files("agent_r/iter_1/data/params.json", 1),  # claimed, the verifier loaded
+        "04_evaluate": files("agent_r/iter_1/eval/*/*.json", rng.randint(1, 4)),  # of 5 test episodes (+ recovery)
         "05_report": files("report", 1),
     }
 

@@ -77,7 +77,7 @@ class Verifier:
     def __init__(self, replies):
         self.replies, self.judged, self.prompts, self.calls = replies, [], [], 0
 
-    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None):
+    def generate(self, conversations, num_samples=1, temperature=1.0, max_new_tokens=None, seeds=None, stop="action"):
         self.calls += 1
         out = []
         for conv in conversations:
@@ -126,9 +126,9 @@ def test_parse_verdict(reply, verdict):
     assert parse_verdict(reply) == verdict
 
 
-def build(trees, verifier, variant="agent_r", alpha=1.0, include_good=False, seed=0):
-    revision = RevisionCfg(variant=variant, beta=0.2, include_good=include_good, critiques_in_flight=3)
-    return build_revision_samples(trees, verifier, revision, alpha, seed=seed)
+def build(trees, verifier, method="agent_r", alpha=1.0, include_good=False, seed=0, **revision):
+    revision = RevisionCfg(beta=0.2, include_good=include_good, critiques_in_flight=3, **revision)
+    return build_revision_samples(trees, verifier, revision, method, alpha, seed=seed)
 
 
 def test_splice_bad_at_step_2():
@@ -168,7 +168,7 @@ def test_no_bad_is_a_direct_revision():
     tree = hand_tree()
     verifier = Verifier({"c": "Judgment: Uncertain", "d": "Judgment: Good", "x": "Judgment: Good"})
     samples, stats = build([tree], verifier)
-    direct, _ = build([tree], None, variant="direct_revision")
+    direct, _ = build([tree], None, method="direct_revision")
     for s, d in zip(samples, direct):
         assert (s["good_leaf"], s["bad_leaf"]) == (d["good_leaf"], d["bad_leaf"])
         assert s["messages"] == d["messages"]  # same splice point and, per pair, the same drawn thought
@@ -205,6 +205,7 @@ def test_counts_variants_and_skipped_trees():
     assert stats["choice"] == {"trees": 1, "trees_skipped": 0, "paths": 5, "good_paths": 2, "pairs": 4, "revision": 4,
                                "direct_revision": 0, "good": 2, "optimal": 0, "no_bad": 0, "mean_revision_length": 2.0,
                                "verdicts": {"good": 1, "bad": 2, "uncertain": 0, "unparsable": 2},
+                               "verdict_sources": {"parsed": 5, "chosen": 0},
                                "revision_samples": 4, "good_samples": 2}  # Table 1's columns
     assert stats["other"]["trees"] == 1 and stats["other"]["trees_skipped"] == 1 and stats["other"]["pairs"] == 0
     assert all(s["env"] == "choice" for s in samples)
@@ -220,16 +221,16 @@ def test_counts_variants_and_skipped_trees():
     other, _ = build(trees, Verifier(verifier.replies), include_good=True, seed=1)
     assert [s["messages"] for s in other] != [s["messages"] for s in samples]
 
-    def kinds(variant, **kw):
-        return sorted((s["kind"], s["good_leaf"]) for s in build(trees, None, variant, **kw)[0])
+    def kinds(method, **kw):
+        return sorted((s["kind"], s["good_leaf"]) for s in build(trees, None, method, **kw)[0])
 
-    assert kinds("optimal") == [("optimal", 3), ("optimal", 7)]
+    # each method means what the paper's tables mean: Optimal keeps only r = 1 paths, whatever include_good says
+    assert kinds("optimal") == kinds("optimal", alpha=0.5, include_good=True) == [("optimal", 3), ("optimal", 7)]
     assert kinds("optimal_good", alpha=0.8) == [("good", 5), ("optimal", 3), ("optimal", 7)]
+    assert kinds("eto", alpha=0.8) == [("good", 3), ("good", 5), ("good", 7)]  # its SFT half; pairs: its DPO
     assert kinds("direct_revision", alpha=0.8) == [("direct_revision", 3)] * 2 + [("direct_revision", 5)] * 2 \
         + [("direct_revision", 7)] * 2
     assert kinds("direct_revision", alpha=0.8, include_good=True).count(("good", 5)) == 1
-    with pytest.raises(ValueError, match="variant"):
-        build(trees, None, "eto")
     with pytest.raises(ValueError, match="verifier"):
         build(trees, None, "agent_r")
 
@@ -259,3 +260,65 @@ def test_draw_tree_highlights_the_pair(tmp_path):
     fig.savefig(tmp_path / "tree.png")
     plain = draw_tree(hand_tree(), highlight=None).axes[0]
     assert all(line.get_linewidth() < 1 for line in plain.lines)
+
+
+def test_every_critique_reply_is_kept_with_its_sample_and_read_whole():
+    tree = hand_tree()
+    quoted = "Action: c\nObservation: obs c\nThis undoes progress.\nJudgment: Bad"  # quotes the log first
+    verifier = Verifier({"c": quoted, "d": "Judgment: Good", "x": "Judgment: Bad"})
+    samples, _ = build([tree], verifier)
+    s = next(s for s in samples if (s["good_leaf"], s["bad_leaf"]) == (3, 6))
+    assert s["critique_replies"] == [quoted] and s["verdict_sources"] == ["parsed"] and s["verdicts"] == ["bad"]
+    job = critique_job(tree, path(tree, 3), path(tree, 6), 1.0, random.Random(0))
+    assert next(job).stop == "none", "the verifier's reply is not cut at its first quoted Action line"
+
+
+class Chooser(Verifier):
+    """A verifier that writes no verdict; asked to choose, it picks `pick[action]`."""
+
+    def __init__(self, replies, pick):
+        super().__init__(replies)
+        self.pick, self.asked = pick, []
+
+    def choose(self, conversations, reply_prefixes, choices):
+        self.asked += reply_prefixes
+        return [self.pick[re.search(r"Current Action: (.*)", c[-1]["content"]).group(1)] for c in conversations]
+
+
+def test_a_reply_without_a_verdict_gets_the_most_likely_one_when_forced():
+    tree = hand_tree()
+    replies = {"c": "hmm", "d": "I think so", "x": "Judgment: Bad"}
+    verifier = Chooser(replies, {"c": "Good", "d": "Bad"})
+    samples, stats = build([tree], verifier, force_verdict=True)
+    s = next(s for s in samples if (s["good_leaf"], s["bad_leaf"]) == (3, 6))
+    assert (s["verdicts"], s["verdict_sources"], s["t_prime"]) == (["good", "bad"], ["chosen", "chosen"], 3)
+    assert verifier.asked[0] == "hmm\nJudgment:"
+    assert stats["choice"]["verdict_sources"] == {"parsed": 2, "chosen": 3}  # x twice; c, d for (3, 6); d for (7, 6)
+    unforced, _ = build([tree], Verifier(replies))  # the paper's rule: no verdict counts as Bad at once
+    s = next(s for s in unforced if (s["good_leaf"], s["bad_leaf"]) == (3, 6))
+    assert (s["verdicts"], s["t_prime"]) == (["unparsable"], 2)
+
+
+def test_eto_preference_pairs_part_where_the_paths_do():
+    from agentr_lib.revision import preference_pairs
+    tree = hand_tree()
+    pairs = preference_pairs([tree, hand_tree(env="other", rewarded=False)], RevisionCfg(beta=0.2), alpha=1.0)
+    assert {(p["good_leaf"], p["bad_leaf"]) for p in pairs} == {(3, 2), (3, 6), (7, 2), (7, 6)}
+    p = next(p for p in pairs if (p["good_leaf"], p["bad_leaf"]) == (7, 6))
+    assert p["prompt"] == pre() + turn(1, "a", False) + turn(4, "c", False)
+    assert p["chosen"] == turn(7, "f", True) and p["rejected"] == turn(6, "d", True)
+    capped = preference_pairs([tree], RevisionCfg(beta=0.2, max_pairs_per_tree=2), alpha=1.0)
+    assert len(capped) == 2 and capped == preference_pairs([tree], RevisionCfg(beta=0.2, max_pairs_per_tree=2), 1.0)
+
+
+def test_the_revision_turn_follows_the_envs_reply_layout():
+    tree = hand_tree()
+    samples, _ = build([tree], None, "direct_revision")
+    react, _ = build_revision_samples([tree], None, RevisionCfg(beta=0.2, include_good=False), "direct_revision", 1.0,
+                                      layouts={"choice": "react"})
+    turn_of = {(s["good_leaf"], s["bad_leaf"]): next(m["content"] for m in s["messages"]
+                                                      if m["content"].endswith("wait")) for s in samples}
+    assert len(react) == len(samples) == 4
+    for s in react:
+        thought = turn_of[s["good_leaf"], s["bad_leaf"]].split("\n")[0].removeprefix("Thought: ")
+        assert f"Thought:\n{thought}\nAction:\nwait" in [m["content"] for m in s["messages"]]

@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentr_lib.trajectory import format_reply
+
 
 @dataclass
 class StepResult:
@@ -64,6 +66,12 @@ class TextEnv(ABC):
         for action in actions:
             observation = self.step(action).observation
         return observation
+
+    prompt = "compact"  # the reply layout the instruction asks for (trajectory.REPLY_LAYOUTS)
+
+    def format_reply(self, thought: str, action: str) -> str:
+        """A reply in the layout the instruction asks for (how demonstrations are written)."""
+        return format_reply(thought, action, self.prompt)
 
     def demonstrate(self, task_id: int) -> Demonstration:
         """A scripted expert episode for `task_id` (used by warm-start and tests)."""

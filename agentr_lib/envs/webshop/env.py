@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from thefuzz import fuzz
 
@@ -28,6 +29,7 @@ from agentr_lib.envs.webshop import pages
 from agentr_lib.envs.webshop.catalogue import SEED
 from agentr_lib.envs.webshop.reward import get_reward
 from agentr_lib.envs.webshop.world import World, load_world
+from agentr_lib.trajectory import check_layout, react_instruction
 
 ACTION_PATTERN = re.compile(r"(.+)\[(.+)\]")
 
@@ -43,6 +45,11 @@ Action: <the action>
 Example:
 Thought: I need a gluten free cake mix under 20 dollars, so I will search for it first.
 Action: search[gluten free cake mix]"""
+# AgentGym's ReAct layout (its baselines' prompts): each keyword alone on its line, its text on the next. Derived
+# from the compact text, so both carry the same actions, rules and example.
+REACT_INSTRUCTION = react_instruction(INSTRUCTION, "Reply with one thought and one action, each on one line:",
+                                      "Reply with one thought and one action, each on the line after its keyword:")
+INSTRUCTIONS = {"compact": INSTRUCTION, "react": REACT_INSTRUCTION}
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Session:
         return replace(self, options=dict(self.options), asins=set(self.asins))
 
 
+
 def parse_action(action: str) -> tuple[str, str | None]:
     match = ACTION_PATTERN.match(action.strip())
     if match is None:
@@ -73,29 +81,36 @@ class WebShopEnv(TextEnv):
     name = "webshop"
 
     def __init__(self, data_dir: str | None = None, num_products: int | None = 1000, seed: int = SEED,
-                 products_per_page: int = pages.PRODUCTS_PER_PAGE):
+                 products_per_page: int = pages.PRODUCTS_PER_PAGE, prompt: Literal["compact", "react"] = "compact"):
         """Generated catalogue by default; `data_dir` = a folder with the original WebShop files (original.py).
         `products_per_page`: the original shows 10 (~550 tokens a results page); a small model's short context
-        may want fewer."""
-        self._attach(load_world(None if data_dir is None else str(data_dir), num_products, seed), products_per_page)
+        may want fewer. `prompt`: the reply layout the instruction asks for, "compact" (`Thought: ...` /
+        `Action: ...`) or "react" (AgentGym's: each keyword on its own line, its text below)."""
+        check_layout(prompt)  # before the catalogue is built
+        self._attach(load_world(None if data_dir is None else str(data_dir), num_products, seed), products_per_page,
+                     prompt)
 
     @classmethod
-    def from_world(cls, world: World, products_per_page: int = pages.PRODUCTS_PER_PAGE) -> WebShopEnv:
+    def from_world(cls, world: World, products_per_page: int = pages.PRODUCTS_PER_PAGE,
+                   prompt: Literal["compact", "react"] = "compact") -> WebShopEnv:
         env = cls.__new__(cls)
-        env._attach(world, products_per_page)
+        env._attach(world, products_per_page, prompt)
         return env
 
-    def _attach(self, world: World, products_per_page: int) -> None:
+    def _attach(self, world: World, products_per_page: int, prompt: str) -> None:
         if products_per_page < 1:
             raise ValueError(f"products_per_page must be >= 1, got {products_per_page}")
+        check_layout(prompt)
         self.world: World = world
         self.products_per_page = products_per_page
+        self.prompt = prompt
         self.state: Session | None = None
 
     @property
     def instruction(self) -> str:
         """The prompt, saying how many products a results page shows."""
-        return INSTRUCTION.replace(f"{pages.PRODUCTS_PER_PAGE} per page", f"{self.products_per_page} per page")
+        return INSTRUCTIONS[self.prompt].replace(f"{pages.PRODUCTS_PER_PAGE} per page", f"{self.products_per_page} per page")
+
 
     # ------------------------------------------------------------------ tasks
     @property
@@ -211,7 +226,7 @@ class WebShopEnv(TextEnv):
         """A scripted shopper that knows the goal: search with the instruction's words, page to the goal product
         (or search its title when the instruction's words miss it; else take the top result), open it, pick each
         wanted option, buy. It runs on a private env, so this env's episode is untouched."""
-        return _Demonstrator(WebShopEnv.from_world(self.world, self.products_per_page), task_id).run()
+        return _Demonstrator(WebShopEnv.from_world(self.world, self.products_per_page, self.prompt), task_id).run()
 
 
 _OPENING = re.compile(r"^(i am|i'm|i would like|i want|i need|find me|get me|can you find me|please|looking for|"
