@@ -173,6 +173,9 @@ class TrainCfg(Section):
     group_by_length: bool = True  # batches of similar lengths (less padding); ignored when batch_size is 1
     trained_logits_only: bool = True  # output head only where a trained token is predicted (same loss, less memory)
     logging_steps: int = Field(5, ge=1)
+    # the loss curve also as TensorBoard events in <stage folder>/tensorboard/ (`tensorboard --logdir results/<run>`);
+    # false: only train_metrics.json (which the report reads either way)
+    tensorboard: bool = True
     save_steps: int = Field(50, ge=1)  # a checkpoint every this many optimizer steps: a killed training resumes there
     save_total_limit: int = Field(2, ge=1)  # checkpoints kept while training
     keep_checkpoints: bool = False  # keep checkpoints/ after the final adapter is written

@@ -136,7 +136,8 @@ def train_sft(model, tokenizer, data: list[dict] | Dataset, settings: TrainCfg, 
     use_cache = getattr(model.config, "use_cache", None)
     args = training_arguments(settings, resolved, output_dir / "checkpoints", epochs, seed)
     trainer = make_trainer(settings)(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                                     processing_class=tokenizer, callbacks=callbacks)
+                                     processing_class=tokenizer, callbacks=logging_callbacks(settings, output_dir)
+                                     + list(callbacks or []))
     resume = last_complete_checkpoint(output_dir / "checkpoints")
     reset_peak_memory()
     start = time.perf_counter()
@@ -174,6 +175,17 @@ def train_actor(actor, data, settings: TrainCfg, output_dir: str | Path, epochs:
                 callbacks: list | None = None) -> dict:
     """`train_sft` on an `actor.Actor` (its trainable peft model and tokenizer)."""
     return train_sft(actor.model, actor.tokenizer, data, settings, output_dir, epochs, seed, callbacks)
+
+
+def logging_callbacks(settings: TrainCfg, output_dir: Path) -> list:
+    """TensorBoard events beside the stage's outputs (`output_dir/tensorboard`), offline. Given as a callback with
+    its own writer, not through `report_to`: the Trainer would write under checkpoints/, which is deleted after a
+    run, and `report_to` would also pick up any other installed tracker (wandb, ...)."""
+    if not settings.tensorboard:
+        return []
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+    return [TensorBoardCallback(SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard")))]
 
 
 def make_trainer(settings: TrainCfg):

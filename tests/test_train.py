@@ -91,6 +91,11 @@ def test_a_few_steps_overfit_a_repeated_sample_and_write_the_adapter(tokenizer, 
     assert json.loads((tmp_path / "train_metrics.json").read_text())["global_step"] == 12
     assert not (tmp_path / "checkpoints").exists()  # keep_checkpoints=False: a finished run needs no resume point
     assert model.config.use_cache is not False  # restored for generation
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()  # the same curve, for TensorBoard
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(curve, rel=1e-4)
+    kinds = metrics["data"]["mask_by_kind"]  # the mask audit: what the loss reaches, per sample kind
+    assert kinds["revision"]["samples"] == 8 and 0 < kinds["revision"]["loss_share"] < 1
 
 
 def test_auto_settings_on_cpu(tokenizer):
