@@ -229,7 +229,8 @@ def _train_preferences(cfg: Config, actor, pairs: list[dict], folder, iteration:
         return {"pairs": 0, "dpo_note": "no good/bad pairs; the SFT adapter is the actor"}
     seed = derive_seed(cfg.seed, "dpo", iteration) % 2**32
     metrics = train_actor_dpo(actor, pairs, cfg.train, folder, epochs=epochs, seed=seed, beta=cfg.train.dpo_beta)
-    return {"pairs": len(pairs), **{f"dpo_{k}": v for k, v in metrics.items() if not isinstance(v, (list, dict))}}
+    return {"pairs": len(pairs), **{f"dpo_{k}": v for k, v in metrics.items()
+                                    if not isinstance(v, (list, dict)) and k != "pairs"}}
 
 
 # --- 04 evaluate (and 00 baseline) ------------------------------------------------------------------------------
