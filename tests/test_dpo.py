@@ -3,13 +3,12 @@ scored, the reference is the policy DPO starts from, a seed fixes the adapter, a
 import copy
 import json
 import math
-import warnings
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+from tiny_models import chatml_tokenizer, tiny_lora
+from transformers import TrainerCallback
 
 from agentr_lib.config import ModelCfg, TrainCfg
 from agentr_lib.preference import pair_features, preference_dataset, train_actor_dpo, train_dpo
@@ -18,8 +17,6 @@ from agentr_lib.trajectory import SYSTEM_PROMPT, message, preamble
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: a second thread only adds synchronisation
 
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 LOG2 = math.log(2)
 
 
@@ -42,32 +39,10 @@ def pair(i: int = 0, shared_steps: int = 1, last_observation: str = "Crafted 4 o
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A byte-level BPE trained in memory (milliseconds, offline) with the ChatML template. A small vocabulary keeps
-    TRL's output head cheap on CPU (it scores every position there)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    """A small vocabulary keeps TRL's output head cheap on CPU (it scores every position there)."""
     p = pair(0, 3)
-    corpus = [SYSTEM_PROMPT] + [m["content"] for part in ("prompt", "chosen", "rejected") for m in p[part]]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|im_start|>", "<|im_end|>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                        show_progress=False))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|im_end|>",
-                                   chat_template=CHATML)
-
-
-def tiny_lora(tokenizer, seed: int = 0):
-    """2-layer Llama, LoRA on every linear layer but the output head (as models.add_lora)."""
-    from peft import LoraConfig, get_peft_model
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         initializer_range=0.2, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # peft asks a transformers-5 model a deprecated question
-        return get_peft_model(LlamaForCausalLM(config), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                                   target_modules="all-linear"))
+    return chatml_tokenizer([SYSTEM_PROMPT] + [m["content"] for part in ("prompt", "chosen", "rejected")
+                                               for m in p[part]])
 
 
 def settings(**kw) -> TrainCfg:

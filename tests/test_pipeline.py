@@ -21,7 +21,8 @@ MICRO = {
               "textcraft": {"train": 1, "test": 2, "env_kwargs": {"max_goal_depth": 1}, "demos": 3}},
     "warmstart": {"enabled": True, "demos_per_env": 2, "epochs": 1},  # textcraft's own `demos` wins
     "mcts": {"simulations": 2, "candidates": 2, "max_depth": 3},
-    "revision": {"alpha": [0.5], "force_verdict": True},
+    # a random verifier never ends its reply: cap it (the default, 500 tokens, is the paper's)
+    "revision": {"alpha": [0.5], "force_verdict": True, "verifier_max_new_tokens": 16},
     "train": {"epochs": [1], "batch_size": 2, "max_length": 768},
     "evaluate": {"max_rounds": 3, "recovery_max_rounds": 2},
 }

@@ -34,7 +34,7 @@ STUDY = {
               "toy": {"train": 2, "test": 2, "demos": 1}},
     "warmstart": {"enabled": True, "epochs": 1, "max_length": 768},
     "mcts": {"simulations": 2, "candidates": 2, "max_depth": 3, "trees_in_flight": 1},
-    "revision": {"alpha": [0.5], "critiques_in_flight": 1, "force_verdict": True},
+    "revision": {"alpha": [0.5], "critiques_in_flight": 1, "force_verdict": True, "verifier_max_new_tokens": 16},
     "train": {"epochs": [1], "batch_size": 1, "grad_accum": 1, "max_length": 768, "save_steps": 1},
     "evaluate": {"max_rounds": 3, "recovery_max_rounds": 2, "episodes_in_flight": 1},
 }

@@ -1,20 +1,16 @@
 """train.py on a tiny random Llama + LoRA: it learns, the mask reaches the loss, a killed run resumes exactly."""
 import json
-import warnings
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+from tiny_models import chatml_tokenizer, tiny_lora
+from transformers import TrainerCallback
 
 from agentr_lib.config import ModelCfg, TrainCfg
 from agentr_lib.data import IGNORE_INDEX, tokenize_conversation
 from agentr_lib.train import PaddingCollator, last_complete_checkpoint, resolve_auto, train_actor, train_sft
 from agentr_lib.trajectory import message, preamble
-
-CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
 def revision_sample(i: int = 0) -> dict:
@@ -34,31 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny matrices: a second th
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A byte-level BPE trained in memory (milliseconds, offline) with the ChatML template."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = [m["content"] for i in range(3) for m in revision_sample(i)["messages"]]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|im_start|>", "<|im_end|>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                        show_progress=False))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|im_end|>",
-                                   chat_template=CHATML)
-
-
-def tiny_lora(tokenizer, seed: int = 0):
-    """2-layer Llama, LoRA on every linear layer. initializer_range 0.2: with the default 0.02 the frozen output
-    head of a 32-wide model cannot move the logits enough to show learning in a few steps."""
-    from peft import LoraConfig, get_peft_model
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         initializer_range=0.2, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # peft asks a transformers-5 model a deprecated question
-        return get_peft_model(LlamaForCausalLM(config), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                                   target_modules="all-linear"))
+    return chatml_tokenizer([m["content"] for i in range(3) for m in revision_sample(i)["messages"]])
 
 
 def settings(**kw) -> TrainCfg:
