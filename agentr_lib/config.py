@@ -172,6 +172,20 @@ class TrainCfg(Section):
     gradient_checkpointing: Literal["auto", True, False] = "auto"  # auto: on CUDA (memory-bound), off on CPU
     group_by_length: bool = True  # batches of similar lengths (less padding); ignored when batch_size is 1
     trained_logits_only: bool = True  # output head only where a trained token is predicted (same loss, less memory)
+    # Each optimizer step's samples as a trie: what they share (the env's instruction, a tree's path) is computed
+    # once, forward and backward, the rest continuing from its KV cache (shared_prefix.py; same loss and gradients).
+    # auto: where gradient checkpointing is off (CPU; checkpointing recomputes layers and cannot carry a cache).
+    shared_prefix: Literal["auto", True, False] = "auto"
+    # with shared_prefix: steps of samples that share prefixes (token order, cut into steps, the steps shuffled
+    # per epoch) instead of a random order, so that a step shares a tree's path and not only the instruction
+    group_by_prefix: bool = True
+
+    @model_validator(mode="after")
+    def _prefix_needs_no_checkpointing(self):
+        if self.shared_prefix is True and self.gradient_checkpointing is True:
+            raise ValueError("shared_prefix needs gradient_checkpointing off (a checkpointed layer cannot carry "
+                             "the shared KV cache); set one of them to auto")
+        return self
     logging_steps: int = Field(5, ge=1)
     # the loss curve also as TensorBoard events in <stage folder>/tensorboard/ (`tensorboard --logdir results/<run>`);
     # false: only train_metrics.json (which the report reads either way)

@@ -34,7 +34,7 @@ import dataclasses
 import shutil
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -81,7 +81,7 @@ def train_dpo(model, tokenizer, pairs: list[dict] | Dataset, settings: TrainCfg,
     quiet_transformers()
     output_dir = Path(output_dir)
     dataset, data_report = preference_dataset(pairs, tokenizer, settings.max_length)
-    resolved = resolve_auto(model, settings)
+    resolved = replace(resolve_auto(model, settings), shared_prefix=False)  # TRL's own loss: no trie here
     collator = AgentTokenCollator(pad_id_of(tokenizer), settings.max_length)
     use_cache = getattr(model.config, "use_cache", None)
     args = dpo_config(settings, resolved, output_dir / "checkpoints", epochs, seed, beta)

@@ -31,6 +31,8 @@ from datasets import Dataset
 from .config import TrainCfg
 from .data import IGNORE_INDEX, tokenize_dataset
 from .files import write_dir, write_json
+from .kv_cache import supports_prefix_reuse
+from .shared_prefix import shared_prefix_loss
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Resolved:
     optim: str
     gradient_checkpointing: bool
     precision: str  # "bf16" / "fp16" autocast on CUDA; "as loaded" on CPU
+    shared_prefix: bool  # a step's samples trained as one trie (shared_prefix.py)
 
 
 def resolve_auto(model, settings: TrainCfg) -> Resolved:
@@ -55,7 +58,9 @@ def resolve_auto(model, settings: TrainCfg) -> Resolved:
     gc = cuda if gc == "auto" else bool(gc)
     # On CPU no autocast: the model runs in the dtype it was loaded in (bf16 compute for NF4, fp32 adapters).
     precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "as loaded"
-    return Resolved(device, four_bit, optim, gc, precision)
+    shared = settings.shared_prefix
+    shared = not gc and supports_prefix_reuse(model) if shared == "auto" else shared
+    return Resolved(device, four_bit, optim, gc, precision, bool(shared))
 
 
 def is_4bit(model) -> bool:
@@ -132,10 +137,11 @@ def train_sft(model, tokenizer, data: list[dict] | Dataset, settings: TrainCfg, 
     output_dir = Path(output_dir)
     dataset, data_report = as_tokenized(data, tokenizer, settings.max_length)
     resolved = resolve_auto(model, settings)
-    collator = PaddingCollator(pad_id_of(tokenizer), settings.trained_logits_only and can_keep_trained_logits(model))
+    keep = settings.trained_logits_only and can_keep_trained_logits(model) and not resolved.shared_prefix
+    collator = PaddingCollator(pad_id_of(tokenizer), keep)
     use_cache = getattr(model.config, "use_cache", None)
     args = training_arguments(settings, resolved, output_dir / "checkpoints", epochs, seed)
-    trainer = make_trainer(settings)(model=model, args=args, train_dataset=dataset, data_collator=collator,
+    trainer = make_trainer(settings, resolved)(model=model, args=args, train_dataset=dataset, data_collator=collator,
                                      processing_class=tokenizer, callbacks=logging_callbacks(settings, output_dir)
                                      + list(callbacks or []))
     resume = last_complete_checkpoint(output_dir / "checkpoints")
@@ -162,7 +168,8 @@ def train_sft(model, tokenizer, data: list[dict] | Dataset, settings: TrainCfg, 
         "resumed_from": resume.name if resume else None,
         "data": data_report,
         "settings": {**settings.model_dump(mode="json"), "epochs": epochs, "seed": seed},
-        "resolved": {**asdict(resolved), "trained_logits_only": collator.trained_logits_only},
+        # the trie runs the output head only where a label is, whatever the collator does
+        "resolved": {**asdict(resolved), "trained_logits_only": collator.trained_logits_only or resolved.shared_prefix},
         "adapter": str(adapter_dir),
     }
     write_json(output_dir / "train_metrics.json", metrics)
@@ -188,41 +195,74 @@ def logging_callbacks(settings: TrainCfg, output_dir: Path) -> list:
     return [TensorBoardCallback(SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard")))]
 
 
-def make_trainer(settings: TrainCfg):
-    """The HF Trainer, with a length-grouped sampler that a resume replays exactly (see EpochSeededLengthSampler)."""
+def make_trainer(settings: TrainCfg, resolved: Resolved):
+    """The HF Trainer, with a length-grouped sampler that a resume replays exactly (see EpochSeededSampler);
+    with `resolved.shared_prefix`, each step's samples come as one batch and are trained as a trie."""
     from transformers import Trainer
 
-    grouped = settings.group_by_length and settings.batch_size > 1
+    by_prefix = resolved.shared_prefix and settings.group_by_prefix
+    by_length = settings.group_by_length and settings.batch_size > 1
 
     class SFTTrainer(Trainer):
         def _get_train_sampler(self, train_dataset=None):
-            if not grouped:
+            if not (by_prefix or by_length):
                 return super()._get_train_sampler(train_dataset)
             ds = train_dataset if train_dataset is not None else self.train_dataset
             per_update = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return epoch_seeded_length_sampler(ds["length"], per_update, self.args.seed)
+            if by_prefix:
+                return EpochSeededSampler(prefix_grouped_indices, ds["input_ids"], per_update, self.args.seed)
+            return EpochSeededSampler(get_length_grouped_indices, ds["length"], per_update, self.args.seed)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not resolved.shared_prefix:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            rows = inputs["attention_mask"].sum(-1).tolist()  # right-padded: each row's real tokens come first
+            ids = [r[:n] for r, n in zip(inputs["input_ids"].tolist(), rows)]
+            labels = [r[:n] for r, n in zip(inputs["labels"].tolist(), rows)]
+            loss, count = shared_prefix_loss(model, ids, labels, inputs["input_ids"].device)
+            # the step's labelled tokens (all devices' under DDP), as the model's own loss divides by
+            return loss / (num_items_in_batch if num_items_in_batch is not None else max(count, 1))
 
     return SFTTrainer
 
 
-def epoch_seeded_length_sampler(lengths: list[int], batch_size: int, seed: int):
-    """Length-grouped order (mega-batches of similar lengths, as the Trainer's `group_by_length`) that depends
-    only on (seed, epoch). The Trainer's own LengthGroupedSampler draws from the global RNG, which a resume
-    restores to its state at the checkpoint rather than at the epoch start, so the resumed epoch would see other
-    batches (some samples twice, some never)."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+def get_length_grouped_indices(lengths: list[int], batch_size: int, generator) -> list[int]:
+    from transformers.trainer_pt_utils import get_length_grouped_indices as grouped
+    return grouped(lengths, batch_size, generator=generator)
 
-    class EpochSeededLengthSampler(LengthGroupedSampler):
-        epoch = 0
 
-        def set_epoch(self, epoch: int) -> None:  # the Trainer calls this at every epoch start
-            self.epoch = epoch
+def prefix_grouped_indices(input_ids: list[list[int]], batch_size: int, generator) -> list[int]:
+    """Samples in token order (an env's together, a tree's paths beside each other), rotated by a random offset
+    (other step-mates each epoch) and cut into steps of `batch_size`, the full steps in a random order and a short
+    one last (the DataLoader cuts the order into batches of `batch_size` again); ties in token order are broken at
+    random."""
+    shuffled = torch.randperm(len(input_ids), generator=generator).tolist()
+    ordered = sorted(shuffled, key=lambda i: input_ids[i])
+    cut = int(torch.randint(batch_size, (1,), generator=generator))
+    ordered = ordered[cut:] + ordered[:cut]
+    full = len(ordered) // batch_size
+    steps = [ordered[i * batch_size:(i + 1) * batch_size] for i in range(full)]
+    return [i for s in torch.randperm(full, generator=generator).tolist() for i in steps[s]] + ordered[full * batch_size:]
 
-        def __iter__(self):
-            g = torch.Generator().manual_seed(seed + self.epoch)
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
 
-    return EpochSeededLengthSampler(batch_size, lengths=list(lengths))
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """An order drawn by `indices(keys, batch_size, generator)` that depends only on (seed, epoch). The Trainer's
+    own LengthGroupedSampler draws from the global RNG, which a resume restores to its state at the checkpoint
+    rather than at the epoch start, so the resumed epoch would see other batches (some samples twice, some never)."""
+
+    def __init__(self, indices, keys: list, batch_size: int, seed: int):
+        self.indices, self.keys, self.batch_size, self.seed = indices, list(keys), batch_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # the Trainer calls this at every epoch start
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(self.indices(self.keys, self.batch_size, g))
 
 
 def as_tokenized(data, tokenizer, max_length: int) -> tuple[Dataset, dict]:
@@ -240,8 +280,9 @@ def training_arguments(settings: TrainCfg, resolved: Resolved, checkpoint_dir: P
         output_dir=str(checkpoint_dir),
         num_train_epochs=epochs,
         max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
+        # shared prefixes are found within a batch: the step's samples come as one (same step, same loss)
+        per_device_train_batch_size=settings.batch_size * (settings.grad_accum if resolved.shared_prefix else 1),
+        gradient_accumulation_steps=1 if resolved.shared_prefix else settings.grad_accum,
         learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps (transformers >= 5)
