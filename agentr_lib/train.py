@@ -242,7 +242,8 @@ def prefix_grouped_indices(input_ids: list[list[int]], batch_size: int, generato
     ordered = ordered[cut:] + ordered[:cut]
     full = len(ordered) // batch_size
     steps = [ordered[i * batch_size:(i + 1) * batch_size] for i in range(full)]
-    return [i for s in torch.randperm(full, generator=generator).tolist() for i in steps[s]] + ordered[full * batch_size:]
+    shuffled_steps = [i for s in torch.randperm(full, generator=generator).tolist() for i in steps[s]]
+    return shuffled_steps + ordered[full * batch_size:]
 
 
 class EpochSeededSampler(torch.utils.data.Sampler):

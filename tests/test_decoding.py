@@ -75,6 +75,39 @@ def test_dropping_finished_rows_keeps_everyone_elses_tokens(fp32_actor):
         assert got == [full[i][:2 + 3 * i] if 2 + 3 * i <= 12 else full[i] for i in range(len(convs))]
 
 
+def test_grouped_kv_attention_under_a_padding_mask_gives_the_same_tokens_and_logits(fp32_actor, monkeypatch):
+    """models.grouped_kv_attention: SDPA reads the grouped KV heads itself instead of transformers copying them out
+    (repeat_kv); a left-padded batch (a mask) takes that path on CPU."""
+    import os
+    assert os.environ.get("TRANSFORMERS_SDPA_FORCE_GQA") == "1"  # set by load_actor on CPU
+    assert fp32_actor.model.config.num_key_value_heads < fp32_actor.model.config.num_attention_heads
+    convs = [chat("short"), chat("a much longer first observation " * 4, steps=2), chat("middle", steps=1)]
+    rows = [fp32_actor.tokenizer(fp32_actor.prompt_text(c), add_special_tokens=False).input_ids for c in convs]
+
+    sdpa, grouped_calls = torch.nn.functional.scaled_dot_product_attention, []
+
+    def counting_sdpa(*args, **kwargs):
+        grouped_calls.append(kwargs.get("enable_gqa", False))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting_sdpa)
+
+    def run():
+        grouped_calls.clear()
+        ids, mask, _ = fp32_actor.prefixes.prefill(fp32_actor.model, [[0] * 3 + rows[0]] + rows[1:])
+        with torch.no_grad():
+            logits = fp32_actor.model(input_ids=ids, attention_mask=mask).logits
+        return logits, decode_rows(fp32_actor, convs, lambda tokens: False, drop_share=1.0), set(grouped_calls)
+
+    grouped_logits, grouped, paths = run()
+    assert paths == {True}
+    monkeypatch.setenv("TRANSFORMERS_SDPA_FORCE_GQA", "0")
+    copied_logits, copied, paths = run()
+    assert False in paths  # the padded calls copy the heads out (unpadded ones group either way)
+    assert grouped == copied and len(grouped[0]) == 12
+    assert torch.allclose(grouped_logits, copied_logits, atol=1e-5)
+
+
 def test_end_of_turn_ends_a_row_and_is_not_kept(fp32_actor):
     convs = [chat("a"), chat("b", steps=1)]
     full = decode_rows(fp32_actor, convs, lambda tokens: False, drop_share=1.0)
