@@ -3,7 +3,7 @@ training on trees (train.shared_prefix) vs one sample at a time, on a study's ow
 
     python benchmarks/train.py                       # SmolLM2-135M (offline), CPU or CUDA, every variant
     python benchmarks/train.py --model tiny-random --steps 4
-    python benchmarks/train.py --data results/tiny/agent_r/iter_1/data/samples --params params/tiny.yaml
+    python benchmarks/train.py --data results/tiny/agent_r/iter_1/data/dataset --params params/tiny.yaml
         # that data, windowed and trained as the train stage does (its train section), one epoch, three ways:
         # one by one, as a trie per step in the random order, as a trie per step in the prefix-grouped order
 Each row runs in its own process, so that its peak memory is its own. Tokens/s counts the samples' real (non-pad)
