@@ -11,7 +11,7 @@ seed. The replies are sampled, though, and the two ways draw them in a different
 "s / expansion" is the fairest ratio; trees/hour depends on how big the trees happened to grow. From the
 repository root (the first load of the offline model builds a cache, ~40 s):
     python -m benchmarks.collect
-    python -m benchmarks.collect --quantization none --threads 2
+    python -m benchmarks.collect --quantization nf4 --threads 2
     python -m benchmarks.collect --trees 8 --simulations 8 --depth 8 --in-flight 8 --warmstart runs/x/warmstart
 The machine may be shared: compare the ratios of one run, not numbers across runs. With one thread (the default)
 the process's CPU time hardly depends on what else runs, so "cpu" per expansion is the steadier ratio there.
@@ -111,7 +111,8 @@ def report(way: str, s: dict) -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--quantization", default="nf4", choices=["nf4", "none"])
+    # auto, as the pipeline's params run it (params/tiny.yaml): NF4 on CUDA, full precision (bf16 where native) on CPUs
+    ap.add_argument("--quantization", default="auto", choices=["auto", "nf4", "none"])
     ap.add_argument("--warmstart", default=None, metavar="ADAPTER", help="a saved LoRA adapter to act with")
     ap.add_argument("--trees", type=int, default=4, help="TextCraft train tasks (goal depth <= 2), the first N")
     ap.add_argument("--simulations", type=int, default=1)
@@ -133,6 +134,8 @@ def main():
                        adapter=args.warmstart)
     task_ids = TextCraftEnv(max_goal_depth=2).task_ids("train")[:args.trees]
     settings = MCTSCfg(simulations=args.simulations, candidates=args.candidates, max_depth=args.depth)
+    from benchmarks.reproducibility import cpu_name
+    print(f"CPU: {cpu_name()}")
     print(f"model {args.model} ({args.quantization}, {actor.model.dtype}, adapter {args.warmstart}), "
           f"{torch.get_num_threads()} threads, {actor.device}; {len(task_ids)} TextCraft trees {task_ids}, "
           f"{args.simulations} simulations, k={args.candidates}, depth {args.depth}, "
