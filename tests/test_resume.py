@@ -7,7 +7,10 @@
 Kill points are drawn at random (the seed is printed: `pytest -s` shows it; AGENTR_KILL_SEED replays one).
 One job is in flight at a time (`*_in_flight: 1`): what a resume changes is which requests share a batch, and fp32
 sums (hence, rarely, a sampled token) depend on a batch's padding (README, reproducibility); with one job in flight a
-resumed run batches exactly as the unbroken one did, so the comparison is exact.
+resumed run batches exactly as the unbroken one did. KV reuse is off (`prefix_cache_mb: 0`) for the same reason: a
+resumed process starts with an empty store, so it would prefill whole a prompt whose prefix the unbroken run reused
+from an earlier episode, and a prefix computed in another split rounds differently (one sampled token of a random
+model flipped so, in one of the kill draws). With both, the comparison is exact.
 """
 import os
 import random
@@ -29,7 +32,7 @@ STUDY = {
     "iterations": 1,
     "envs": ["textcraft", "toy"],  # toy: a random model's trees hold pairs, so revise critiques and train trains
     "model": {"name": "tiny-random", "quantization": "none", "compute_dtype": "fp32", "max_context_tokens": 768,
-              "max_new_tokens": 12},
+              "max_new_tokens": 12, "prefix_cache_mb": 0},
     "tasks": {"textcraft": {"train": 3, "test": 3, "env_kwargs": {"max_goal_depth": 1}, "demos": 3},
               "toy": {"train": 2, "test": 2, "demos": 1}},
     "warmstart": {"enabled": True, "epochs": 1, "max_length": 768},
