@@ -178,8 +178,8 @@ class TrainCfg(Section):
     # once, forward and backward, the rest continuing from its KV cache (shared_prefix.py; same loss and gradients).
     # auto: where gradient checkpointing is off (CPU; checkpointing recomputes layers and cannot carry a cache).
     shared_prefix: Literal["auto", True, False] = "auto"
-    # with shared_prefix: steps of samples that share prefixes (token order, cut into steps, the steps shuffled
-    # per epoch) instead of a random order, so that a step shares a tree's path and not only the instruction
+    # with shared_prefix: steps of samples that share prefixes (token order, cut into steps at a random offset, the
+    # steps shuffled per epoch) instead of a random order, so that a step shares a tree's path, not only the instruction
     group_by_prefix: bool = True
 
     @model_validator(mode="after")

@@ -199,6 +199,7 @@ def make_trainer(settings: TrainCfg, resolved: Resolved):
     """The HF Trainer, with a length-grouped sampler that a resume replays exactly (see EpochSeededSampler);
     with `resolved.shared_prefix`, each step's samples come as one batch and are trained as a trie."""
     from transformers import Trainer
+    from transformers.trainer_pt_utils import get_length_grouped_indices
 
     by_prefix = resolved.shared_prefix and settings.group_by_prefix
     by_length = settings.group_by_length and settings.batch_size > 1
@@ -226,11 +227,6 @@ def make_trainer(settings: TrainCfg, resolved: Resolved):
     return SFTTrainer
 
 
-def get_length_grouped_indices(lengths: list[int], batch_size: int, generator) -> list[int]:
-    from transformers.trainer_pt_utils import get_length_grouped_indices as grouped
-    return grouped(lengths, batch_size, generator=generator)
-
-
 def prefix_grouped_indices(input_ids: list[list[int]], batch_size: int, generator) -> list[int]:
     """Samples in token order (an env's together, a tree's paths beside each other), rotated by a random offset
     (other step-mates each epoch) and cut into steps of `batch_size`, the full steps in a random order and a short
@@ -247,7 +243,7 @@ def prefix_grouped_indices(input_ids: list[list[int]], batch_size: int, generato
 
 
 class EpochSeededSampler(torch.utils.data.Sampler):
-    """An order drawn by `indices(keys, batch_size, generator)` that depends only on (seed, epoch). The Trainer's
+    """An order drawn by `indices(keys, batch_size, generator=...)` that depends only on (seed, epoch). The Trainer's
     own LengthGroupedSampler draws from the global RNG, which a resume restores to its state at the checkpoint
     rather than at the epoch start, so the resumed epoch would see other batches (some samples twice, some never)."""
 
@@ -263,7 +259,7 @@ class EpochSeededSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(self.indices(self.keys, self.batch_size, g))
+        return iter(self.indices(self.keys, self.batch_size, generator=g))
 
 
 def as_tokenized(data, tokenizer, max_length: int) -> tuple[Dataset, dict]:

@@ -130,12 +130,16 @@ class KillAt(TrainerCallback):
             raise Killed
 
 
+@pytest.mark.parametrize("shared_prefix", ["auto", False])
 def test_a_killed_run_resumes_from_its_last_complete_checkpoint_and_ends_where_an_unbroken_run_ends(
-        tokenizer, tmp_path):
+        tokenizer, tmp_path, shared_prefix):
+    """auto on CPU: tries in the prefix-grouped order; off (CUDA's default): plain batches, length-grouped order."""
     data = [revision_sample(i) for i in range(10)]  # 3 lengths: the length-grouped order matters
-    unbroken = train_sft(tiny_lora(tokenizer), tokenizer, data, settings(), tmp_path / "a")
+    cfg = settings(shared_prefix=shared_prefix)
+    unbroken = train_sft(tiny_lora(tokenizer), tokenizer, data, cfg, tmp_path / "a")
+    assert unbroken["resolved"]["shared_prefix"] is (shared_prefix == "auto")
     with pytest.raises(Killed):
-        train_sft(tiny_lora(tokenizer), tokenizer, data, settings(), tmp_path / "b", callbacks=[KillAt(10)])
+        train_sft(tiny_lora(tokenizer), tokenizer, data, cfg, tmp_path / "b", callbacks=[KillAt(10)])
     ckpts = tmp_path / "b" / "checkpoints"
     assert last_complete_checkpoint(ckpts).name == "checkpoint-8"
     (ckpts / "checkpoint-9").mkdir()  # a checkpoint cut short by the kill (no trainer_state.json) is passed over
@@ -144,7 +148,7 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint_and_ends_where_a
         for name, p in fresh.named_parameters():
             if "lora_" in name:
                 p.add_(0.5)
-    resumed = train_sft(fresh, tokenizer, data, settings(), tmp_path / "b")
+    resumed = train_sft(fresh, tokenizer, data, cfg, tmp_path / "b")
     assert resumed["resumed_from"] == "checkpoint-8" and resumed["global_step"] == 12
     assert resumed["train_tokens"] < unbroken["train_tokens"]  # only steps 9-12 ran in the resumed call
     assert [e["loss"] for e in resumed["loss_curve"]] == pytest.approx([e["loss"] for e in unbroken["loss_curve"]])
